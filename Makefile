@@ -1,0 +1,109 @@
+# zpf build.  GNU Make, pkg-config for every library.
+#
+#   make              build everything into build/
+#   make test         run every test suite; ends with "N passed, N failed"
+#   make test SAN=1   the same under AddressSanitizer + UBSan (build/san/)
+#   make demo         the simulator scenario: a cluster loses a node, recovers
+#   make deps         install missing Debian packages (sudo when not root)
+#   make fuzz         build and run the libFuzzer targets (clang)
+#   WERROR=1          turn warnings into errors (CI does)
+
+CC      ?= cc
+PKGS    := libuv msgpack libsodium sqlite3 yaml-0.1 libcurl cmocka
+DEB_PKGS := build-essential pkg-config libuv1-dev libmsgpack-dev libsodium-dev \
+            libsqlite3-dev libyaml-dev libcurl4-openssl-dev libjansson-dev \
+            libxml2-dev libcmocka-dev clang libclang-rt-14-dev
+CORE_PKGS := msgpack libsodium
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wpointer-arith -Wvla
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 $(WARN) -Iinclude -D_DEFAULT_SOURCE
+ifeq ($(WERROR),1)
+CFLAGS  += -Werror
+endif
+
+ifeq ($(SAN),1)
+B       := build/san
+CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+else
+B       := build
+endif
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(CORE_PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(CORE_PKGS))
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
+
+GOSSIP_SRC := $(wildcard gossip/*.c)
+GOSSIP_OBJ := $(GOSSIP_SRC:%.c=$(B)/obj/%.o)
+LIBGOSSIP  := $(B)/libzpfgossip.a
+
+SIM_LIB_SRC := tests/sim/sim.c
+SIM_LIB_OBJ := $(SIM_LIB_SRC:%.c=$(B)/obj/%.o)
+
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+SIMTEST_SRC := $(wildcard tests/sim/test_*.c)
+SIMTEST_BIN := $(SIMTEST_SRC:tests/sim/%.c=$(B)/tests/%)
+
+all: $(LIBGOSSIP) $(B)/zpf-sim $(UNIT_BIN) $(SIMTEST_BIN)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Igossip -Itests/sim -MMD -MP -c $< -o $@
+
+$(LIBGOSSIP): $(GOSSIP_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(B)/zpf-sim: $(B)/obj/tests/sim/zpf_sim.o $(SIM_LIB_OBJ) $(LIBGOSSIP)
+	$(CC) $(LDFLAGS) $^ $(PKG_LIBS) -lm -o $@
+
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIBGOSSIP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(PKG_LIBS) $(CMOCKA_LIBS) -lm -o $@
+
+$(B)/tests/test_sim_%: $(B)/obj/tests/sim/test_sim_%.o $(SIM_LIB_OBJ) $(LIBGOSSIP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(PKG_LIBS) $(CMOCKA_LIBS) -lm -o $@
+
+test: all
+	@B=$(B) tests/run-tests.sh
+
+demo: $(B)/zpf-sim
+	@tests/sim/demo.sh $(B)/zpf-sim
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "deps: everything is installed"; exit 0; fi; \
+	echo "deps: installing$$missing"; \
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	$$sudo apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+
+# libFuzzer targets need clang.  FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+build/fuzz/%: tests/fuzz/%.c $(GOSSIP_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -g -O1 -Iinclude -Igossip -D_DEFAULT_SOURCE \
+	    -fsanitize=fuzzer,address,undefined $^ $(PKG_LIBS) -lm -o $@
+fuzz: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f); c=build/fuzz/corpus-$${n#fuzz_}; \
+	    mkdir -p $$c; echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=build/fuzz/ $$c tests/fuzz/corpus/$${n#fuzz_} \
+	        >build/fuzz/$$n.log 2>&1; rc=$$?; \
+	    grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' build/fuzz/$$n.log; \
+	    [ $$rc -eq 0 ] || { echo "fuzz: $$n failed, see build/fuzz/$$n.log"; exit 1; }; done
+
+clean:
+	rm -rf build
+
+.PHONY: all test demo deps fuzz clean
+.SECONDARY:
+-include $(shell find build -name '*.d' 2>/dev/null)
