@@ -27,26 +27,29 @@ enum {
 /*
  * One member record.  Every node holds one per member of the cluster, so
  * the cluster's memory grows as n^2: at n = 10,000 each byte here costs
- * 100 MB across a simulated cluster.  80 bytes, plus the name (arena), 4 in
- * the probe order and 8 in the name index.  Times are this node's own
- * monotonic milliseconds; nothing here ever came from another clock.
+ * 100 MB across a simulated cluster.  72 bytes (static_assert below), plus
+ * the name (arena), 4-6 in the probe order and 5-8 in the name index.
+ * Times are this node's own monotonic clock; nothing here came from another.
  */
 struct zpf__member {
     uint64_t counter;       /* highest heartbeat counter seen, this incarnation */
-    uint64_t counter_at;    /* when it last advanced (or was first seen) */
-    uint64_t counter_bench; /* node->bench at that moment */
-    uint64_t state_at;      /* when the state last changed */
+    uint64_t counter_at;    /* ms when it last advanced (or was first seen) */
     uint8_t *meta;          /* owned copy, NULL when meta_len == 0 */
     struct zpf_addr addr;
     uint32_t incarnation;
     uint32_t name_off;      /* into the name arena, NUL-terminated */
     uint32_t bcast;         /* queue entry index, or ZPF__NONE */
     uint32_t susp;          /* suspicion index, or ZPF__NONE */
+    uint32_t counter_bench; /* node bench (24.8 fixed point, wrapping) then */
+    uint32_t state_ds;      /* deciseconds after node start: state changed */
     uint16_t meta_len;
     uint8_t name_len;
-    uint8_t state;          /* enum zpf_state: ALIVE..LEFT */
-    uint8_t flags;          /* ZPF__M_* */
+    uint8_t state : 4;      /* enum zpf_state: ALIVE..LEFT */
+    uint8_t flags : 4;      /* ZPF__M_* */
 };
+
+_Static_assert(sizeof(struct zpf__member) == 72,
+               "the member record is the n^2 term of cluster memory");
 
 /* --- member table (members.c) ------------------------------------------ */
 

@@ -39,41 +39,50 @@
  * host says it is healthy.  The counter rides in the header of every packet
  * it sends, and every packet carries a few others' counters (COUNTER
  * messages: suspects' first, then round-robin), a bounded cost per packet.
- * An observer notes, on its own clock, when each counter last advanced.  It
- * never compares its clock with anyone's.
+ * A node that has sent nothing for a probe interval sends a beacon, so a
+ * node whose probes are stretched (or that hears nothing) still shows its
+ * counter.  An observer notes, on its own clock, when each counter last
+ * advanced; it never compares its clock with anyone's.  Counters compare
+ * only within one incarnation: a restarted node counts anew.
  *
  * The benchmark ("bench") is this node's measure of how far the cluster
  * progressed: every observed advance adds delta / (n - 1) heartbeats (16.16
  * fixed point), so it grows by about one per heartbeat interval while this
- * node hears from the cluster, and not at all while it hears nothing.
- * Staleness is judged on both clocks: a member is stale only if its counter
- * is old on this node's monotonic clock *and* the others advanced meanwhile.
- * An observer that was paused, starved or cut off sees no progress from
- * anyone, so it condemns no one on waking.
- *
- * How much "old" means depends on how often this node hears a given counter,
- * which falls as n grows (the per-packet budget is fixed).  The node keeps
- * an estimate of the mean gap between observed advances of a counter, size-
- * biased (E[g^2]/E[g], the gap a random moment falls into), and judges
- * against multiples of it, so thresholds scale with what it can know.
+ * node hears from the cluster, and not at all while it hears nothing.  A
+ * judgement of staleness needs both clocks: old on this node's monotonic
+ * clock *and* the others advanced meanwhile.  An observer that was paused,
+ * starved or cut off sees no progress from anyone, so it condemns no one.
  *
  * Three uses:
  * 1. Evidence of life.  A suspicion that expires while the suspect's counter
- *    advanced since the suspicion began is restarted, not turned into a death
- *    (stats.deaths_deferred).  A received "dead" fact about a member whose
- *    counter this node saw advance recently is treated as a suspicion.  This
- *    guards against one-way and single-path faults: a node whose inbound
- *    packets are lost still sends pings that carry its advancing counter.
- * 2. Evidence of death.  A suspicion with at least one independent
- *    confirmation, about a member whose counter is also stale here, expires
- *    after probe_interval * max(1, log10 n) (the Lifeguard minimum divided by
- *    suspicion_mult) instead of waiting out the Lifeguard timeout.  Two
- *    failed probe rounds by different members plus a silent counter is much
- *    stronger evidence than two failed probe rounds alone.  This is where
- *    zpf's detection time departs from memberlist's.
- * 3. Stall.  An alive member whose counter is stale for counter_timeout is
- *    reported stalled (ZPF_EV_STALL): it answers probes but its work does not
- *    advance.  A local judgement, never gossiped: every observer sees the
+ *    moved LIFE_BEATS past its value when suspected, or while the suspect
+ *    was heard at a higher incarnation (it refuted; we have not heard the
+ *    refutation yet), is restarted, not turned into a death
+ *    (stats.deaths_deferred).  A "dead" fact about a member seen advancing
+ *    within FRESH_BEATS is taken as a suspicion.  This guards against one-way
+ *    and single-path faults: a node whose inbound packets are lost still
+ *    sends packets that carry its advancing counter.
+ * 2. Evidence of death.  Suspects' counters are flooded: every packet from a
+ *    node that holds a suspicion carries the suspect's counter.  So if a
+ *    suspect's counter stands still for QUIET_BEATS while the cluster's
+ *    bench moves, the suspect is quiet, and an observer that finds it quiet
+ *    says so as an independent confirmation.  A node whose *own* probe of
+ *    the suspect failed, with at least one confirmation, and finding it
+ *    quiet, declares it dead after probe_interval * max(1, log10 n) (the
+ *    Lifeguard minimum divided by suspicion_mult) instead of waiting out the
+ *    Lifeguard timeout.  First-hand only: a node that merely heard the rumour
+ *    may have heard it after the refutation's epidemic ended, and its
+ *    silence about the suspect is no evidence.  This is where zpf's detection
+ *    time departs from memberlist's (about 0.55x at n = 10 in zpf-sim); it
+ *    matters while each node hears each suspect's counter within a few
+ *    heartbeats, which holds up to a few hundred members.  Beyond that,
+ *    stale counter values arriving late look like movement, the fast path
+ *    rarely applies, and detection falls back to Lifeguard's timing.
+ * 3. Stall.  An alive member whose counter is stale for counter_timeout (or
+ *    STALL_GAPS mean observation gaps, if that is longer: with a fixed
+ *    per-packet budget a node hears a given counter less often as n grows)
+ *    is reported stalled (ZPF_EV_STALL): it answers probes but its work does
+ *    not advance.  A local judgement, never gossiped: every observer sees the
  *    same counters and reaches the same verdict, and a stalled node needs no
  *    refutation, its counter advancing again is the refutation.
  *
@@ -87,7 +96,11 @@
  *
  * Departures from memberlist
  * --------------------------
- * - The counter evidence above.
+ * - The counter evidence above, and the beacon.
+ * - A node that receives an older rumour than it knows (suspect or dead at
+ *   a lower incarnation than the alive fact it holds) queues its alive fact
+ *   again: a refutation's epidemic is bounded, and a straggler that heard the
+ *   rumour late would otherwise never hear the refutation.
  * - Push-pull also goes, once per interval, to one random dead member: this
  *   is how the two sides of a healed partition find each other again (Serf
  *   does this above memberlist, as "reconnect").
@@ -168,6 +181,7 @@ struct zpf_node {
     uint64_t probe_at, probe_timeout_at, gossip_at, pp_at, hb_at;
     uint64_t sent_at; /* last datagram sent */
     uint64_t promised; /* the deadline last reported; for pause detection */
+    uint64_t epoch;    /* now_ms() at creation: member state times count from it */
 
     uint32_t awareness;
     bool healthy, leaving;
@@ -217,6 +231,18 @@ static struct zpf__str str_of(const struct zpf_node *n, uint32_t slot)
                              m->name_len};
 }
 
+static uint64_t state_time(const struct zpf_node *n, const struct zpf__member *m)
+{
+    return n->epoch + (uint64_t)m->state_ds * 100;
+}
+
+/* The bench as a member stores it: 24.8 fixed point, wrapping after 2^24
+ * heartbeats (48 days at 250 ms); differences are taken modulo 2^32. */
+static uint32_t bench32(const struct zpf_node *n)
+{
+    return (uint32_t)(n->bench >> 8);
+}
+
 static void awareness_add(struct zpf_node *n, int delta)
 {
     int64_t a = (int64_t)n->awareness + delta;
@@ -240,7 +266,7 @@ static void info_fill(const struct zpf_node *n, uint32_t slot,
         o->state = ZPF_STATE_STALLED;
     o->counter = m->counter;
     o->counter_age_ms = now >= m->counter_at ? now - m->counter_at : 0;
-    o->state_age_ms = now >= m->state_at ? now - m->state_at : 0;
+    o->state_age_ms = now >= state_time(n, m) ? now - state_time(n, m) : 0;
     o->meta = m->meta;
     o->meta_len = m->meta_len;
     o->is_self = slot == n->self;
@@ -266,8 +292,8 @@ static void set_state(struct zpf_node *n, uint32_t slot, uint8_t state)
         n->n_dead--;
     if (state == ZPF_STATE_DEAD)
         n->n_dead++;
-    m->state = state;
-    m->state_at = now_ms(n);
+    m->state = state & 0xf;
+    m->state_ds = (uint32_t)((now_ms(n) - n->epoch) / 100);
     n->stats.members_alive = n->n_alive;
 }
 
@@ -289,7 +315,7 @@ static void counter_reset(struct zpf_node *n, struct zpf__member *m,
 {
     m->counter = c;
     m->counter_at = now_ms(n);
-    m->counter_bench = n->bench;
+    m->counter_bench = bench32(n);
     m->flags |= ZPF__M_COUNTER;
     m->flags &= (uint8_t)~ZPF__M_STALLED;
 }
@@ -330,7 +356,7 @@ static void counter_seen(struct zpf_node *n, uint32_t slot, uint32_t inc,
     n->gap2 += GAP_ALPHA * (g * g - n->gap2);
     m->counter = c;
     m->counter_at = now;
-    m->counter_bench = n->bench;
+    m->counter_bench = bench32(n);
     if (m->flags & ZPF__M_STALLED) {
         m->flags &= (uint8_t)~ZPF__M_STALLED;
         notify(n, ZPF_EV_UNSTALL, slot);
@@ -347,7 +373,7 @@ static bool counter_stale(const struct zpf_node *n, const struct zpf__member *m,
     if (now - m->counter_at < age)
         return false;
     uint64_t beats = age / n->cfg.heartbeat_interval_ms / 2;
-    return n->bench - m->counter_bench >= (beats << 16);
+    return (uint64_t)(uint32_t)(bench32(n) - m->counter_bench) >= (beats << 8);
 }
 
 static uint64_t stall_age(const struct zpf_node *n)
@@ -1213,7 +1239,7 @@ static void tick_sweep(struct zpf_node *n, uint64_t now)
             n->stats.stalls_declared++;
             notify(n, ZPF_EV_STALL, slot);
         } else if (!is_live(m->state) &&
-                   now - m->state_at >= n->cfg.tombstone_ms) {
+                   now - state_time(n, m) >= n->cfg.tombstone_ms) {
             notify(n, ZPF_EV_REAP, slot);
             zpf__bcast_drop(&n->q, &m->bcast);
             if (m->state == ZPF_STATE_DEAD)
@@ -1406,7 +1432,7 @@ int zpf_node_new(const struct zpf_config *cfg, const struct zpf_env *env,
     n->stats.members_alive = 1;
 
     uint64_t now = now_ms(n);
-    self->state_at = now;
+    n->epoch = now;
     self->counter_at = now;
     double h = cfg->heartbeat_interval_ms;
     n->gap1 = h;
