@@ -146,8 +146,9 @@ unsigned zpf__bcast_fill(struct zpf__bcast *q,
     }
 done:
     /* Move what was sent up one bucket only now, so the walk above never
-     * meets an entry twice. */
-    for (unsigned k = 0; k < nsent; k++) {
+     * meets an entry twice.  In reverse, so that pushing each on its new
+     * bucket's head keeps the newest first there too. */
+    for (unsigned k = nsent; k-- > 0;) {
         uint32_t i = sent[k];
         unlink_entry(q, i);
         if ((unsigned)q->e[i].transmits + 1 >= limit) {

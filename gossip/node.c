@@ -645,13 +645,16 @@ static void apply_suspect(struct zpf_node *n, uint32_t slot, uint32_t inc,
 static void declare_dead(struct zpf_node *n, uint32_t slot, uint32_t from,
                          bool left)
 {
+    uint8_t state = left ? ZPF_STATE_LEFT : ZPF_STATE_DEAD;
+    bool news = mem(n, slot)->state != state;
     susp_drop(n, slot);
     mem(n, slot)->flags &= (uint8_t)~ZPF__M_STALLED;
-    set_state(n, slot, left ? ZPF_STATE_LEFT : ZPF_STATE_DEAD);
+    set_state(n, slot, state);
     queue_fact(n, slot, from);
     /* A death is the news everyone waits for: gossip it on this tick. */
     n->gossip_at = now_ms(n);
-    notify(n, left ? ZPF_EV_LEAVE : ZPF_EV_FAIL, slot);
+    if (news) /* not again for the same death at a higher incarnation */
+        notify(n, left ? ZPF_EV_LEAVE : ZPF_EV_FAIL, slot);
 }
 
 static void apply_dead(struct zpf_node *n, uint32_t slot, uint32_t inc,
@@ -971,11 +974,17 @@ static uint32_t slot_of(struct zpf_node *n, struct zpf__str name)
     return zpf__table_find(&n->t, name.p, name.len);
 }
 
+static void count_drop(struct zpf_node *n, int err)
+{
+    n->stats.decode_errors++;
+    n->stats.decode_error_by_cause[zpf__wire_cause(err)]++;
+}
+
 static void on_ping(struct zpf_node *n, const struct zpf_addr *from,
                     const struct zpf__msg *msg)
 {
     if (!zpf__str_eq(msg->name, n->name, n->name_len)) {
-        n->stats.decode_error_by_cause[zpf__wire_cause(ZPF_ENOTME)]++;
+        count_drop(n, ZPF_ENOTME); /* a stale address: someone else's now */
         return;
     }
     struct zpf__msg ack = {.type = ZPF__MSG_ACK, .seq = msg->seq};
@@ -985,8 +994,13 @@ static void on_ping(struct zpf_node *n, const struct zpf_addr *from,
 static void on_ping_req(struct zpf_node *n, const struct zpf_addr *from,
                         const struct zpf__msg *msg, uint64_t now)
 {
-    if (zpf__str_eq(msg->name, n->name, n->name_len))
-        return; /* asked to probe ourselves: answer directly instead */
+    if (zpf__str_eq(msg->name, n->name, n->name_len)) {
+        /* Asked to probe ourselves: the requester's ping to us was lost, but
+         * its request arrived, so answer its probe directly. */
+        struct zpf__msg ack = {.type = ZPF__MSG_ACK, .seq = msg->seq};
+        send_one(n, from, &ack, ZPF__NONE);
+        return;
+    }
     if (n->nrelays == RELAYS_MAX)
         return; /* the requester counts a missing nack: fair, we are busy */
     struct relay *r = &n->relays[n->nrelays++];
@@ -1089,6 +1103,18 @@ static void on_pushpull(struct zpf_node *n, const struct zpf_addr *from,
         (void)send_pushpull(n, from, 0);
 }
 
+/* Full state travels only on the stream channel: a datagram carrying it is
+ * dropped whole, before any of its messages is applied. */
+static int packet_types_ok(const struct zpf__reader *r)
+{
+    struct zpf__reader scan = *r;
+    struct zpf__msg msg;
+    while (zpf__wire_next(&scan, &msg) == 1)
+        if (msg.type == ZPF__MSG_PUSHPULL || msg.type == ZPF__MSG_RECORD)
+            return ZPF_ETYPE;
+    return 0;
+}
+
 /* --- pauses --------------------------------------------------------------- */
 
 static void shift(uint64_t *t, uint64_t by)
@@ -1101,7 +1127,11 @@ static void check_pause(struct zpf_node *n, uint64_t now)
     uint64_t late_after = n->promised + n->cfg.probe_interval_ms;
     if (n->promised == 0 || now <= late_after)
         return;
-    uint64_t by = now - n->promised;
+    /* Shift past the waking moment by a probe timeout, so that no timer
+     * fires on the tick that noticed the pause: the packets that piled up
+     * meanwhile (acks, refutations) are read first, and peers get one
+     * round trip to answer what we send on waking. */
+    uint64_t by = now - n->promised + n->cfg.probe_timeout_ms;
     n->stats.pauses++;
     shift(&n->probe_at, by);
     shift(&n->probe_timeout_at, by);
@@ -1140,11 +1170,11 @@ int zpf_node_receive(struct zpf_node *n, const struct zpf_addr *from,
     }
     if (rc == 0 && zpf__str_eq(h.sender, n->name, n->name_len))
         rc = ZPF_ESELF;
+    if (rc == 0 && ch == ZPF_CH_PACKET)
+        rc = packet_types_ok(&r);
     if (rc < 0) {
-        if (rc != ZPF_ECLUSTER) {
-            n->stats.decode_errors++;
-            n->stats.decode_error_by_cause[zpf__wire_cause(rc)]++;
-        }
+        if (rc != ZPF_ECLUSTER)
+            count_drop(n, rc);
         n->promised = zpf_node_next_deadline(n);
         return rc;
     }
@@ -1171,18 +1201,12 @@ int zpf_node_receive(struct zpf_node *n, const struct zpf_addr *from,
                 }
                 break;
             case ZPF__MSG_PING_REQ: on_ping_req(n, from, &msg, now); break;
-            case ZPF__MSG_PUSHPULL:
-            case ZPF__MSG_RECORD:
-                rc = ZPF_ETYPE; /* full state only on the stream channel */
-                break;
             default: on_fact(n, &msg); break;
             }
         }
     }
-    if (rc < 0) {
-        n->stats.decode_errors++;
-        n->stats.decode_error_by_cause[zpf__wire_cause(rc)]++;
-    }
+    if (rc < 0)
+        count_drop(n, rc);
     n->promised = zpf_node_next_deadline(n);
     return rc;
 }
@@ -1478,6 +1502,14 @@ int zpf_node_join(struct zpf_node *n, const struct zpf_addr *seeds, size_t ns)
         if (rc < 0)
             return rc;
         sent++;
+    }
+    /* Facts that were spreading while we joined may have used up their
+     * retransmissions before anyone knew us, and the seed's state can
+     * predate them: sync once more, soon, with whoever we know by then. */
+    if (n->cfg.push_pull_interval_ms && sent > 0) {
+        uint64_t soon = now_ms(n) + 2 * (uint64_t)n->cfg.probe_interval_ms;
+        if (soon < n->pp_at)
+            n->pp_at = soon;
     }
     n->promised = zpf_node_next_deadline(n);
     return sent;

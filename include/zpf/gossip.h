@@ -137,7 +137,7 @@ struct zpf_config {
     uint32_t push_pull_interval_ms; /* 30000; 0 disables periodic push-pull */
     uint32_t packet_budget;       /* 1400 bytes */
     uint32_t awareness_max;       /* 8: Lifeguard local health ceiling */
-    uint32_t heartbeat_interval_ms; /* 1000 */
+    uint32_t heartbeat_interval_ms; /* 250 */
     uint32_t counter_timeout_ms;  /* 10000: stalled after this */
     uint32_t tombstone_ms;        /* 86400000: dead/left records kept */
     uint32_t max_members;         /* 65536 */

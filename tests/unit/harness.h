@@ -42,7 +42,7 @@
 #define PEERS_MAX 256
 #define CLUSTER "test-cluster"
 
-/* --- the fake environment -------------------------------------------------- */
+/* --- the fake environment ------------------------------------------------- */
 
 struct sent_pkt {
     struct zpf_addr to;
@@ -135,8 +135,9 @@ static void *fake_realloc(void *ctx, void *ptr, size_t size)
         return NULL;
     }
     f->attempts++;
-    if (f->fail_at != 0 &&
-        (f->attempts == f->fail_at || (f->fail_rest && f->attempts > f->fail_at)))
+    bool fail = f->attempts == f->fail_at ||
+                (f->fail_rest && f->attempts > f->fail_at);
+    if (f->fail_at != 0 && fail)
         return NULL;
     void *p = realloc(ptr, size);
     if (p != NULL && ptr == NULL)
@@ -164,7 +165,7 @@ static void fake_close(struct fake *f)
     f->nsent = f->nev = 0;
 }
 
-/* --- addresses, names, events ---------------------------------------------- */
+/* --- addresses, names, events --------------------------------------------- */
 
 static struct zpf_addr addr_n(unsigned i)
 {
@@ -370,7 +371,7 @@ static long find_sent(const struct fake *f, size_t from, uint8_t type,
     return -1;
 }
 
-/* --- the world -------------------------------------------------------------- */
+/* --- the world ------------------------------------------------------------ */
 
 struct peer {
     char name[ZPF_NAME_MAX + 1];
@@ -414,6 +415,39 @@ static void world_start(struct world *w)
     assert_non_null(w->node);
 }
 
+/* Worlds live on the heap and are remembered, so that a test that fails
+ * an assertion (cmocka longjmps out of it) still has its world and node freed
+ * by teardown_worlds(): a failing test must not also report leaks. */
+#define WORLDS_MAX 8
+static struct world *worlds[WORLDS_MAX];
+
+static struct world *world_new(void)
+{
+    for (size_t i = 0; i < WORLDS_MAX; i++) {
+        if (worlds[i] == NULL) {
+            worlds[i] = calloc(1, sizeof *worlds[i]);
+            assert_non_null(worlds[i]);
+            return worlds[i];
+        }
+    }
+    fail_msg("too many worlds");
+    return NULL;
+}
+
+static int teardown_worlds(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < WORLDS_MAX; i++) {
+        if (worlds[i] == NULL)
+            continue;
+        zpf_node_free(worlds[i]->node);
+        fake_close(&worlds[i]->f);
+        free(worlds[i]);
+        worlds[i] = NULL;
+    }
+    return 0;
+}
+
 static void world_prepare(struct world *w)
 {
     memset(w, 0, sizeof *w);
@@ -427,11 +461,12 @@ static void world_init(struct world *w)
     world_start(w);
 }
 
+/* Free the node and check it gave back everything; the world itself stays
+ * (a test may start another in it) until teardown_worlds(). */
 static void world_free(struct world *w)
 {
     zpf_node_free(w->node);
     w->node = NULL;
-    /* Whatever the node allocated, it gave back. */
     assert_int_equal(w->f.live, 0);
     fake_close(&w->f);
 }

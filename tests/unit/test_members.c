@@ -85,11 +85,13 @@ static void check_table(const struct zpf__table *t)
     for (uint32_t i = 0; i < t->index_cap; i++)
         in_index += t->index[i] != 0;
     assert_int_equal(in_index, t->count);
-    /* At most half full, or lookups stop being short. */
-    assert_true((uint64_t)t->count * 2 <= t->index_cap || t->index_cap == 0);
+    /* At most three quarters full (members.c's essay), or linear probing
+     * stops being short. */
+    assert_true((uint64_t)t->count * 4 <= (uint64_t)t->index_cap * 3 ||
+                t->index_cap == 0);
 }
 
-/* --- add / find / remove ------------------------------------------------- */
+/* --- add / find / remove -------------------------------------------------- */
 
 static void test_empty_table(void **state)
 {
@@ -271,7 +273,7 @@ static void test_slot_reuse(void **state)
     assert_int_equal(c.live, 0);
 }
 
-/* --- probe order ----------------------------------------------------------- */
+/* --- probe order ---------------------------------------------------------- */
 
 static void test_order_insert(void **state)
 {
@@ -323,7 +325,7 @@ static void test_order_insert(void **state)
     assert_int_equal(c.live, 0);
 }
 
-/* --- allocation failure ---------------------------------------------------- */
+/* --- allocation failure --------------------------------------------------- */
 
 /* Fail the n-th allocation for every n a run of `names` adds (and order
  * inserts) makes: each call either succeeds or reports failure and leaves

@@ -28,7 +28,7 @@ static struct zpf_config defaults(void)
     return c;
 }
 
-/* --- defaults ------------------------------------------------------------ */
+/* --- defaults ------------------------------------------------------------- */
 
 static void test_default_lan_profile(void **state)
 {
@@ -74,7 +74,7 @@ static void test_default_identity_is_empty(void **state)
     assert_int_equal(c.addr.port, 0);
 }
 
-/* --- suspicion timeout --------------------------------------------------- */
+/* --- suspicion timeout ---------------------------------------------------- */
 
 static void test_suspicion_min_scales_with_log10_n(void **state)
 {
@@ -174,7 +174,7 @@ static void test_suspicion_follows_config(void **state)
     assert_int_equal(zpf_suspicion_timeout(&c, 100, 0), 5000);
 }
 
-/* --- retransmit limit ---------------------------------------------------- */
+/* --- retransmit limit ----------------------------------------------------- */
 
 static void test_retransmit_limit(void **state)
 {
@@ -193,7 +193,7 @@ static void test_retransmit_limit(void **state)
     assert_int_equal(zpf_retransmit_limit(&c, 100), 9);
 }
 
-/* --- names --------------------------------------------------------------- */
+/* --- names ---------------------------------------------------------------- */
 
 static void test_state_names(void **state)
 {
