@@ -177,6 +177,7 @@ struct zpf_node {
     uint32_t seq;
     uint32_t probe_slot; /* ZPF__NONE: no probe outstanding */
     uint32_t probe_seq, probe_nacks, probe_expect;
+    uint32_t probe_inc; /* the target's incarnation when the probe began */
     bool probe_acked, probe_indirect;
     uint64_t probe_at, probe_timeout_at, gossip_at, pp_at, hb_at;
     uint64_t sent_at; /* last datagram sent */
@@ -920,10 +921,13 @@ static void probe_finish(struct zpf_node *n)
     else
         awareness_add(n, 1);
     struct zpf__member *m = mem(n, slot);
-    if (!(m->flags & ZPF__M_USED) || !is_live(m->state))
+    /* Suspect the incarnation we probed: if it refuted or came back since,
+     * the failure belongs to its old life and the fact loses. */
+    if (!(m->flags & ZPF__M_USED) || !is_live(m->state) ||
+        m->incarnation != n->probe_inc)
         return;
     bool was_suspect = m->state == ZPF_STATE_SUSPECT;
-    apply_suspect(n, slot, m->incarnation, n->self, m->counter);
+    apply_suspect(n, slot, n->probe_inc, n->self, m->counter);
     if (m->state == ZPF_STATE_SUSPECT)
         n->susp[m->susp].probed = true;
     if (!was_suspect && m->state == ZPF_STATE_SUSPECT)
@@ -939,6 +943,7 @@ static void probe_start(struct zpf_node *n, uint64_t now)
     if (slot == ZPF__NONE)
         return;
     n->probe_slot = slot;
+    n->probe_inc = mem(n, slot)->incarnation;
     n->probe_seq = ++n->seq;
     n->probe_acked = false;
     n->probe_indirect = false;

@@ -801,6 +801,29 @@ static const char *first_probe(struct world *w, uint64_t *t, uint32_t *seq)
     return str_is(m.name, "b") ? "b" : "c";
 }
 
+/* Regression: a probe of a member's old life must not accuse its new one.
+ * b is probed at incarnation 1 and does not answer; before the period ends
+ * it comes back (restart or refutation) at incarnation 2.  The failed probe
+ * belongs to incarnation 1, which has lost: b stays alive. */
+static void test_probe_failure_of_old_incarnation(void **state)
+{
+    (void)state;
+    struct world *w = world_new();
+    world_init(w);
+    struct peer *b = peer_join(w, "b", 1, false);
+    long i = world_run(w, T0 + 2000, ZPF__MSG_PING, "b");
+    assert_true(i >= 0);
+    const uint64_t t = w->f.sent[i].at;
+    world_step(w, t + 500);
+    assert_int_equal(deliver1(w, b, m_alive("b", 2, b->addr, 0)), 0);
+    world_step(w, t + 1000);
+    assert_int_equal(member(w, "b").state, ZPF_STATE_ALIVE);
+    assert_int_equal(member(w, "b").incarnation, 2);
+    assert_int_equal(ev_count(&w->f, 0, ZPF_EV_SUSPECT, "b"), 0);
+    assert_int_equal(zpf_node_stats(w->node)->probes_failed, 1);
+    world_free(w);
+}
+
 static void test_probe_indirect_without_nack(void **state)
 {
     (void)state;
@@ -1614,6 +1637,7 @@ int main(void)
         T(test_pushpull_on_packet_channel_drops_packet),
         T(test_stream_frame_needs_pushpull_first),
         T(test_probe_ping_then_suspect),
+        T(test_probe_failure_of_old_incarnation),
         T(test_probe_indirect_without_nack),
         T(test_probe_indirect_with_nack),
         T(test_awareness_falls_after_success),
