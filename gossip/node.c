@@ -78,13 +78,15 @@
  *    heartbeats, which holds up to a few hundred members.  Beyond that,
  *    stale counter values arriving late look like movement, the fast path
  *    rarely applies, and detection falls back to Lifeguard's timing.
- * 3. Stall.  An alive member whose counter is stale for counter_timeout (or
- *    STALL_GAPS mean observation gaps, if that is longer: with a fixed
- *    per-packet budget a node hears a given counter less often as n grows)
- *    is reported stalled (ZPF_EV_STALL): it answers probes but its work does
- *    not advance.  A local judgement, never gossiped: every observer sees the
- *    same counters and reaches the same verdict, and a stalled node needs no
- *    refutation, its counter advancing again is the refutation.
+ * 3. Stall.  A member that still sends packets but whose counter stands
+ *    still.  Judged first-hand only: when a packet from the member itself
+ *    carries the same counter value this node first learned counter_timeout
+ *    ago or longer, the counter provably did not move in between.  (Judging
+ *    from second-hand values cannot be made sound: how often a node hears a
+ *    given counter falls as n grows, and its gaps have long tails.)  The
+ *    verdict is gossiped as a STALL fact (the member's current fact while
+ *    stalled); a receiver that knows no later value believes it, and any
+ *    later value, from anywhere, refutes it (ZPF_EV_UNSTALL).
  *
  * Pauses
  * ------
@@ -121,12 +123,10 @@
 #define RELAYS_MAX 32        /* indirect probes this node runs for others */
 #define COUNTERS_PER_PACKET 8 /* about 100 bytes of a 1400-byte budget */
 #define SUSPECT_COUNTERS 2   /* of which at most this many for suspects */
-#define SWEEP_PER_BEAT 128   /* members judged for stall per heartbeat: the
-                                per-node cost stays flat as n grows */
+#define SWEEP_PER_BEAT 128   /* members checked for tombstone expiry per
+                                heartbeat: the per-node cost stays flat */
 #define FILL_MISSES 8        /* facts that did not fit before a packet is
                                 considered full */
-#define GAP_ALPHA (1.0 / 64) /* EWMA weight: about a minute of advances at
-                                n = 10, a few seconds at n = 1000 */
 #define QUIET_BEATS 3        /* evidence of death: a suspect's counter has
                                 not moved for this many heartbeats since the
                                 suspicion began; a live suspect's counter is
@@ -138,7 +138,6 @@
                                 arriving late */
 #define FRESH_BEATS 4        /* a dead fact about a member seen advancing
                                 this recently is only a suspicion */
-#define STALL_GAPS 3.0       /* stall: older than this many mean gaps */
 
 struct susp {
     uint32_t slot;
@@ -189,7 +188,6 @@ struct zpf_node {
     uint32_t n_alive; /* alive + suspect, self included */
     uint32_t n_dead;  /* dead, not left */
     uint64_t bench;   /* 16.16 heartbeats of cluster progress */
-    double gap1, gap2; /* EWMA of g and g^2 over observed counter gaps */
     uint32_t counter_cursor, sweep_cursor, susp_cursor;
 
     struct zpf_stats stats;
@@ -306,11 +304,6 @@ static void queue_fact(struct zpf_node *n, uint32_t slot, uint32_t from)
 
 /* --- heartbeat counters --------------------------------------------------- */
 
-static uint64_t gap_mean(const struct zpf_node *n)
-{
-    return n->gap1 > 0 ? (uint64_t)(n->gap2 / n->gap1) : 0;
-}
-
 static void counter_reset(struct zpf_node *n, struct zpf__member *m,
                           uint64_t c)
 {
@@ -321,10 +314,19 @@ static void counter_reset(struct zpf_node *n, struct zpf__member *m,
     m->flags &= (uint8_t)~ZPF__M_STALLED;
 }
 
-/* A counter value for `slot` at incarnation `inc`, from any path.  Counters
- * are compared only within one incarnation: a restarted node counts anew. */
+static void stall_mark(struct zpf_node *n, uint32_t slot)
+{
+    mem(n, slot)->flags |= ZPF__M_STALLED;
+    queue_fact(n, slot, n->self);
+    notify(n, ZPF_EV_STALL, slot);
+}
+
+/* A counter value for `slot` at incarnation `inc`.  `direct`: from the
+ * header of a packet the member itself sent just now, so it is its current
+ * value, not a report of an older one.  Counters are compared only within
+ * one incarnation: a restarted node counts anew. */
 static void counter_seen(struct zpf_node *n, uint32_t slot, uint32_t inc,
-                         uint64_t c)
+                         uint64_t c, bool direct)
 {
     struct zpf__member *m = mem(n, slot);
     if (slot == n->self || inc < m->incarnation)
@@ -340,9 +342,20 @@ static void counter_seen(struct zpf_node *n, uint32_t slot, uint32_t inc,
         counter_reset(n, m, c);
         return;
     }
-    if (c <= m->counter)
-        return;
     uint64_t now = now_ms(n);
+    if (c < m->counter)
+        return;
+    if (c == m->counter) {
+        /* Stall (use 3), first-hand: the member says its counter is still
+         * the value we learned at counter_at, so it stood still all along. */
+        if (direct && m->state == ZPF_STATE_ALIVE &&
+            !(m->flags & ZPF__M_STALLED) &&
+            now - m->counter_at >= n->cfg.counter_timeout_ms) {
+            n->stats.stalls_declared++;
+            stall_mark(n, slot);
+        }
+        return;
+    }
     uint64_t elapsed = now - m->counter_at;
     /* No member advances faster than its heartbeat allows (plus clock-rate
      * slack): a bigger jump is a bug or a lie and must not inflate bench. */
@@ -352,37 +365,14 @@ static void counter_seen(struct zpf_node *n, uint32_t slot, uint32_t inc,
         delta = cap;
     if (n->n_alive > 1)
         n->bench += (delta << 16) / (n->n_alive - 1);
-    double g = (double)elapsed;
-    n->gap1 += GAP_ALPHA * (g - n->gap1);
-    n->gap2 += GAP_ALPHA * (g * g - n->gap2);
     m->counter = c;
     m->counter_at = now;
     m->counter_bench = bench32(n);
     if (m->flags & ZPF__M_STALLED) {
         m->flags &= (uint8_t)~ZPF__M_STALLED;
+        queue_fact(n, slot, slot); /* the refutation spreads like the stall */
         notify(n, ZPF_EV_UNSTALL, slot);
     }
-}
-
-/* Stale on both clocks: older than `age` here, and the others advanced by
- * at least half as many heartbeats meanwhile. */
-static bool counter_stale(const struct zpf_node *n, const struct zpf__member *m,
-                          uint64_t now, uint64_t age)
-{
-    if (!(m->flags & ZPF__M_COUNTER))
-        return false;
-    if (now - m->counter_at < age)
-        return false;
-    uint64_t beats = age / n->cfg.heartbeat_interval_ms / 2;
-    return (uint64_t)(uint32_t)(bench32(n) - m->counter_bench) >= (beats << 8);
-}
-
-static uint64_t stall_age(const struct zpf_node *n)
-{
-    uint64_t g = (uint64_t)(STALL_GAPS * (double)gap_mean(n));
-    if (n->leaving)
-        return UINT64_MAX;
-    return g > n->cfg.counter_timeout_ms ? g : n->cfg.counter_timeout_ms;
 }
 
 /* --- suspicion ------------------------------------------------------------ */
@@ -446,7 +436,9 @@ static bool susp_alive_evidence(const struct zpf_node *n, const struct susp *s)
 /* Evidence of death (use 2): since the suspicion began, QUIET_BEATS
  * heartbeats passed on this node's clock, the rest of the cluster advanced
  * about that much (bench: this node is not the one cut off or paused), and
- * the suspect's counter did not follow. */
+ * the suspect's counter did not move at all.  One step is neither life nor
+ * death (a late last value, or a slow live one): Lifeguard's timing then
+ * decides. */
 static bool susp_quiet(const struct zpf_node *n, const struct susp *s,
                        uint64_t now)
 {
@@ -455,7 +447,7 @@ static bool susp_quiet(const struct zpf_node *n, const struct susp *s,
         return false;
     if (n->bench - s->bench_start < ((uint64_t)QUIET_BEATS << 16) / 2)
         return false;
-    return !susp_alive_evidence(n, s);
+    return !s->newer && n->t.m[s->slot].counter <= s->counter_start;
 }
 
 static bool susp_fast_due(const struct zpf_node *n, const struct susp *s,
@@ -484,6 +476,11 @@ static void fact_msg(struct zpf_node *n, uint32_t slot, uint32_t from,
         from = n->self;
     switch (m->state) {
     case ZPF_STATE_ALIVE:
+        if (m->flags & ZPF__M_STALLED) {
+            msg->type = ZPF__MSG_STALL;
+            msg->counter = m->counter;
+            break;
+        }
         msg->type = ZPF__MSG_ALIVE;
         msg->addr = m->addr;
         msg->meta = (struct zpf__str){m->meta, m->meta_len};
@@ -582,7 +579,7 @@ static void apply_alive(struct zpf_node *n, struct zpf__str name, uint32_t inc,
     struct zpf__member *m = mem(n, slot);
     if (inc <= m->incarnation) {
         if (inc == m->incarnation)
-            counter_seen(n, slot, inc, counter);
+            counter_seen(n, slot, inc, counter, false);
         return;
     }
     uint8_t prev = m->state;
@@ -1053,7 +1050,7 @@ static void on_fact(struct zpf_node *n, const struct zpf__msg *msg)
         if (from == ZPF__NONE)
             from = n->self;
         if (msg->type == ZPF__MSG_SUSPECT) {
-            counter_seen(n, slot, msg->incarnation, msg->counter);
+            counter_seen(n, slot, msg->incarnation, msg->counter, false);
             apply_suspect(n, slot, msg->incarnation, from, msg->counter);
         } else {
             bool left = zpf__str_eq(msg->from, zpf__table_name(&n->t, slot),
@@ -1064,7 +1061,20 @@ static void on_fact(struct zpf_node *n, const struct zpf__msg *msg)
     case ZPF__MSG_COUNTER:
         slot = slot_of(n, msg->name);
         if (slot != ZPF__NONE)
-            counter_seen(n, slot, msg->incarnation, msg->counter);
+            counter_seen(n, slot, msg->incarnation, msg->counter, false);
+        break;
+    case ZPF__MSG_STALL:
+        slot = slot_of(n, msg->name);
+        if (slot == ZPF__NONE || slot == n->self)
+            return;
+        counter_seen(n, slot, msg->incarnation, msg->counter, false);
+        struct zpf__member *m = mem(n, slot);
+        /* Someone saw it stand still first-hand; believe it unless we know
+         * a later value, which refutes it. */
+        if (m->incarnation == msg->incarnation &&
+            m->state == ZPF_STATE_ALIVE && m->counter == msg->counter &&
+            !(m->flags & ZPF__M_STALLED))
+            stall_mark(n, slot);
         break;
     default:
         break;
@@ -1095,7 +1105,7 @@ static void on_pushpull(struct zpf_node *n, const struct zpf_addr *from,
              * the member gets its chance to refute. */
             slot = slot_of(n, msg.name);
             if (slot != ZPF__NONE) {
-                counter_seen(n, slot, msg.incarnation, msg.counter);
+                counter_seen(n, slot, msg.incarnation, msg.counter, false);
                 apply_suspect(n, slot, msg.incarnation, n->self, msg.counter);
             }
             break;
@@ -1186,7 +1196,7 @@ int zpf_node_receive(struct zpf_node *n, const struct zpf_addr *from,
 
     uint32_t sender = slot_of(n, h.sender);
     if (sender != ZPF__NONE)
-        counter_seen(n, sender, h.incarnation, h.counter);
+        counter_seen(n, sender, h.incarnation, h.counter, true);
 
     struct zpf__msg msg;
     if (ch == ZPF_CH_STREAM) {
@@ -1255,19 +1265,13 @@ static void tick_sweep(struct zpf_node *n, uint64_t now)
 {
     uint32_t used = n->t.used;
     uint32_t todo = used < SWEEP_PER_BEAT ? used : SWEEP_PER_BEAT;
-    uint64_t stall = stall_age(n);
     for (uint32_t k = 0; k < todo && n->t.used; k++) {
         uint32_t slot = n->sweep_cursor++ % n->t.used;
         struct zpf__member *m = mem(n, slot);
         if (!(m->flags & ZPF__M_USED) || slot == n->self ||
             slot == n->probe_slot)
             continue;
-        if (m->state == ZPF_STATE_ALIVE && !(m->flags & ZPF__M_STALLED) &&
-            counter_stale(n, m, now, stall)) {
-            m->flags |= ZPF__M_STALLED;
-            n->stats.stalls_declared++;
-            notify(n, ZPF_EV_STALL, slot);
-        } else if (!is_live(m->state) &&
+        if (!is_live(m->state) &&
                    now - state_time(n, m) >= n->cfg.tombstone_ms) {
             notify(n, ZPF_EV_REAP, slot);
             zpf__bcast_drop(&n->q, &m->bcast);
@@ -1347,10 +1351,14 @@ void zpf_node_tick(struct zpf_node *n)
             unsigned got = pick_random(n, peers, k, ZPF__NONE);
             for (unsigned i = 0; i < got && n->q.count > 0; i++)
                 send_packet(n, &mem(n, peers[i])->addr, NULL, 0, ZPF__NONE);
-        } else if (now - n->sent_at >= n->cfg.probe_interval_ms) {
+        } else if (now - n->sent_at >= (n->awareness ? n->cfg.gossip_interval_ms
+                                                     : n->cfg.probe_interval_ms)) {
             /* Beacon: a node whose probes are stretched by poor local health
              * (or that cannot hear anyone) still shows its counter, which is
-             * what keeps a node with a one-way fault from being condemned. */
+             * what keeps a node with a one-way fault from being condemned.
+             * While its own probes fail it may be the one nobody hears, so
+             * it shows it every gossip interval: a few small packets a
+             * second, only while in trouble. */
             uint32_t peer;
             if (pick_random(n, &peer, 1, ZPF__NONE) == 1)
                 send_packet(n, &mem(n, peer)->addr, NULL, 0, ZPF__NONE);
@@ -1463,9 +1471,6 @@ int zpf_node_new(const struct zpf_config *cfg, const struct zpf_env *env,
     uint64_t now = now_ms(n);
     n->epoch = now;
     self->counter_at = now;
-    double h = cfg->heartbeat_interval_ms;
-    n->gap1 = h;
-    n->gap2 = h * h;
     /* Stagger the timers so that nodes started together do not probe and
      * gossip in lockstep. */
     n->probe_at = now + rnd(n) % cfg->probe_interval_ms;

@@ -46,10 +46,10 @@ static const uint8_t msg_arity[] = {
     [ZPF__MSG_PING] = 3,     [ZPF__MSG_ACK] = 2,      [ZPF__MSG_NACK] = 2,
     [ZPF__MSG_PING_REQ] = 4, [ZPF__MSG_ALIVE] = 6,    [ZPF__MSG_SUSPECT] = 5,
     [ZPF__MSG_DEAD] = 4,     [ZPF__MSG_COUNTER] = 4,  [ZPF__MSG_PUSHPULL] = 2,
-    [ZPF__MSG_RECORD] = 7,
+    [ZPF__MSG_RECORD] = 7,   [ZPF__MSG_STALL] = 4,
 };
 
-#define MSG_TYPE_MAX ZPF__MSG_RECORD
+#define MSG_TYPE_MAX ZPF__MSG_STALL
 static_assert(sizeof(msg_arity) == MSG_TYPE_MAX + 1,
               "every message type needs its element count");
 
@@ -166,6 +166,7 @@ static bool msg_ok(const struct zpf__msg *m)
         return true;
     case ZPF__MSG_PING:
     case ZPF__MSG_COUNTER:
+    case ZPF__MSG_STALL:
         return name_ok(m->name, ZPF_NAME_MAX);
     case ZPF__MSG_PING_REQ:
         return name_ok(m->name, ZPF_NAME_MAX) && addr_ok(&m->addr);
@@ -228,6 +229,7 @@ int zpf__wire_put_msg(struct zpf__writer *w, const struct zpf__msg *m)
         pack_str(&pk, m->from);
         break;
     case ZPF__MSG_COUNTER:
+    case ZPF__MSG_STALL:
         pack_str(&pk, m->name);
         msgpack_pack_uint32(&pk, m->incarnation);
         msgpack_pack_uint64(&pk, m->counter);
@@ -529,6 +531,7 @@ static int read_msg(struct zpf__reader *r, struct zpf__msg *m)
             return rc;
         break;
     case ZPF__MSG_COUNTER:
+    case ZPF__MSG_STALL:
         if ((rc = rd_name(r, &m->name)) < 0 ||
             (rc = rd_u32(r, &m->incarnation)) < 0 ||
             (rc = rd_uint(r, UINT64_MAX, &m->counter)) < 0)

@@ -25,6 +25,7 @@
  *   |   COUNTER   [8, name, incarnation, counter]                        |
  *   |   PUSHPULL  [9, flags]          stream frames only, first message  |
  *   |   RECORD    [10, name, incarnation, state, addr, meta, counter]    |
+ *   |   STALL     [11, name, incarnation, counter]                       |
  *   +--------------------------------------------------------------------+
  *   | message ...                                                        |
  *   +--------------------------------------------------------------------+
@@ -72,7 +73,9 @@ enum zpf__msg_type {
     ZPF__MSG_DEAD = 7,
     ZPF__MSG_COUNTER = 8,
     ZPF__MSG_PUSHPULL = 9,
-    ZPF__MSG_RECORD = 10
+    ZPF__MSG_RECORD = 10,
+    ZPF__MSG_STALL = 11 /* name's counter stood at `counter` for
+                           counter_timeout, seen first-hand by someone */
 };
 
 #define ZPF__PP_JOIN 1u
@@ -100,6 +103,7 @@ struct zpf__hdr {
  *   SUSPECT   name, incarnation, from, counter
  *   DEAD      name, incarnation, from
  *   COUNTER   name, incarnation, counter
+ *   STALL     name, incarnation, counter
  *   PUSHPULL  flags
  *   RECORD    name, incarnation, state, addr, meta, counter          */
 struct zpf__msg {

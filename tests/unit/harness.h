@@ -287,6 +287,12 @@ static struct zpf__msg m_counter(const char *name, uint32_t inc, uint64_t c)
                              .incarnation = inc, .counter = c};
 }
 
+static struct zpf__msg m_stall(const char *name, uint32_t inc, uint64_t c)
+{
+    return (struct zpf__msg){.type = ZPF__MSG_STALL, .name = S(name),
+                             .incarnation = inc, .counter = c};
+}
+
 static struct zpf__msg m_pushpull(uint32_t flags)
 {
     return (struct zpf__msg){.type = ZPF__MSG_PUSHPULL, .flags = flags};

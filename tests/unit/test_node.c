@@ -634,9 +634,9 @@ static void test_malformed_packets_counted(void **state)
     *b = (struct bad){.what = "version 2", .want = ZPF_EVERSION};
     b->len = hdr_bytes(b->bytes, 2);
     b = &bads[nb++];
-    *b = (struct bad){.what = "type 11", .want = ZPF_ETYPE};
+    *b = (struct bad){.what = "type 12", .want = ZPF_ETYPE};
     b->len = hdr_bytes(b->bytes, 1);
-    add_bytes(b, "\x91\x0b", 2);
+    add_bytes(b, "\x91\x0c", 2);
     b = &bads[nb++];
     *b = (struct bad){.what = "ack seq as str", .want = ZPF_EFIELD};
     b->len = hdr_bytes(b->bytes, 1);
@@ -1142,7 +1142,9 @@ static void test_suspicion_refuted(void **state)
     assert_int_equal(member(w, "b").state, ZPF_STATE_ALIVE);
     assert_int_equal(ev_count(&w->f, mark, ZPF_EV_ALIVE, "b"), 1);
     assert_int_equal(zpf_node_stats(w->node)->suspicions_refuted, 1);
-    /* No timer left behind. */
+    /* No timer left behind.  b is healthy: its counter moves. */
+    b->beats = true;
+    beats_start(w);
     world_step(w, w->f.now + 100000);
     assert_int_equal(member(w, "b").state, ZPF_STATE_ALIVE);
     assert_int_equal(ev_count(&w->f, 0, ZPF_EV_FAIL, NULL), 0);
@@ -1201,10 +1203,12 @@ static void test_stall_and_unstall(void **state)
     world_step(w, T0 + ct - 1);
     assert_int_equal(ev_count(&w->f, 0, ZPF_EV_STALL, NULL), 0);
     assert_int_equal(member(w, "b").state, ZPF_STATE_ALIVE);
-    /* Judged on the heartbeat sweep, which skips the member being
-     * probed: within a probe period and a heartbeat of the timeout. */
-    world_step(w, T0 + ct + w->cfg.probe_interval_ms +
-                       w->cfg.heartbeat_interval_ms);
+    /* Judged first-hand, on the first packet from b itself (here its ack to
+     * a probe) once counter_timeout has passed: within one probe round of
+     * the three members. */
+    size_t mark = w->f.nsent;
+    world_step(w, T0 + ct + 3 * w->cfg.probe_interval_ms +
+                       w->cfg.probe_timeout_ms);
     const struct rec_event *e = ev_first(&w->f, 0, ZPF_EV_STALL, "b");
     assert_non_null(e);
     assert_true(e->at >= T0 + ct);
@@ -1213,14 +1217,16 @@ static void test_stall_and_unstall(void **state)
     assert_int_equal(member(w, "b").state, ZPF_STATE_STALLED);
     assert_int_equal(member(w, "c").state, ZPF_STATE_ALIVE);
     assert_int_equal(zpf_node_stats(w->node)->stalls_declared, 1);
-    /* Stalled is local: b is still alive as far as anyone is told. */
+    /* Stalled is not dead: b still counts, and is not suspected.  The
+     * verdict is gossiped as a STALL fact. */
     assert_int_equal(zpf_node_stats(w->node)->members_alive, 4);
     assert_int_equal(find_sent(&w->f, 0, ZPF__MSG_SUSPECT, "b"), -1);
+    assert_true(find_sent(&w->f, mark, ZPF__MSG_STALL, "b") >= 0);
 
     /* It advances again: unstalled, at once. */
     struct peer *b = peer_find(w, "b");
     b->counter = 1;
-    size_t mark = w->f.nev;
+    mark = w->f.nev;
     deliver(w, b, NULL, 0, ZPF_CH_PACKET);
     assert_int_equal(ev_count(&w->f, mark, ZPF_EV_UNSTALL, "b"), 1);
     assert_int_equal(member(w, "b").state, ZPF_STATE_ALIVE);
@@ -1229,19 +1235,60 @@ static void test_stall_and_unstall(void **state)
     world_free(w);
 }
 
-/* The bench: if nobody's counter advances, it is this node that hears
- * nothing (cut off, starved), and it must condemn no one. */
-static void test_no_stall_when_no_counter_advances(void **state)
+/* Second-hand reports never stall anyone: c says b's counter is still 0,
+ * over and over, for several counter timeouts, while b itself is silent. */
+static void test_no_stall_from_second_hand_reports(void **state)
 {
     (void)state;
     struct world *w = world_new();
-    world_stall(w, false);
-    world_step(w, T0 + 6 * w->cfg.counter_timeout_ms);
+    world_four(w);
+    struct peer *c = peer_find(w, "c");
+    for (uint64_t t = T0; t < T0 + 4 * w->cfg.counter_timeout_ms; t += 500) {
+        w->f.now = t;
+        c->counter++; /* c itself is healthy */
+        deliver1(w, c, m_counter("b", 1, 0));
+    }
     assert_int_equal(ev_count(&w->f, 0, ZPF_EV_STALL, NULL), 0);
     assert_int_equal(zpf_node_stats(w->node)->stalls_declared, 0);
+    world_free(w);
+}
+
+/* A STALL fact is believed unless a later counter is known, which refutes
+ * it; and a member that keeps advancing between first-hand contacts is
+ * never stalled, however rarely it is heard. */
+static void test_stall_fact(void **state)
+{
+    (void)state;
+    struct world *w = world_new();
+    world_four(w);
+    struct peer *b = peer_find(w, "b"), *c = peer_find(w, "c");
+    b->counter = 7;
+    deliver(w, b, NULL, 0, ZPF_CH_PACKET);
+    size_t mark = w->f.nev;
+    /* An older verdict: we know 7, it says 5. */
+    deliver1(w, c, m_stall("b", 1, 5));
+    assert_int_equal(ev_count(&w->f, mark, ZPF_EV_STALL, "b"), 0);
     assert_int_equal(member(w, "b").state, ZPF_STATE_ALIVE);
-    assert_int_equal(member(w, "c").state, ZPF_STATE_ALIVE);
-    assert_int_equal(member(w, "d").state, ZPF_STATE_ALIVE);
+    /* A verdict about another incarnation is no verdict. */
+    deliver1(w, c, m_stall("b", 2, 7));
+    assert_int_equal(ev_count(&w->f, mark, ZPF_EV_STALL, "b"), 0);
+    /* The current one is believed. */
+    deliver1(w, c, m_stall("b", 1, 7));
+    assert_int_equal(ev_count(&w->f, mark, ZPF_EV_STALL, "b"), 1);
+    assert_int_equal(member(w, "b").state, ZPF_STATE_STALLED);
+    /* Any later value, from anyone, refutes it. */
+    deliver1(w, c, m_counter("b", 1, 8));
+    assert_int_equal(ev_count(&w->f, mark, ZPF_EV_UNSTALL, "b"), 1);
+    assert_int_equal(member(w, "b").state, ZPF_STATE_ALIVE);
+
+    /* Heard first-hand only every 2.5 counter timeouts, advancing each time. */
+    for (int k = 1; k <= 4; k++) {
+        w->f.now += 5 * w->cfg.counter_timeout_ms / 2;
+        b->counter += 3;
+        deliver(w, b, NULL, 0, ZPF_CH_PACKET);
+    }
+    assert_int_equal(member(w, "b").state, ZPF_STATE_ALIVE);
+    assert_int_equal(zpf_node_stats(w->node)->stalls_declared, 0);
     world_free(w);
 }
 
@@ -1336,6 +1383,7 @@ static void test_pause_at_probe_deadline(void **state)
 
     w->f.now = t + w->cfg.probe_interval_ms + 60000;
     zpf_node_tick(w->node);
+    b->counter += 240; /* b kept beating while we were stopped */
     deliver1(w, b, m_ack(ZPF__MSG_ACK, ping.seq)); /* piled up meanwhile */
     assert_int_equal(zpf_node_stats(w->node)->pauses, 1);
     assert_int_equal(member(w, "b").state, ZPF_STATE_ALIVE);
@@ -1650,7 +1698,8 @@ int main(void)
         T(test_suspicion_refuted),
         T(test_heartbeat_follows_health),
         T(test_stall_and_unstall),
-        T(test_no_stall_when_no_counter_advances),
+        T(test_no_stall_from_second_hand_reports),
+        T(test_stall_fact),
         T(test_pause_does_not_expire_suspicion),
         T(test_pause_at_suspicion_deadline),
         T(test_pause_at_probe_deadline),

@@ -210,6 +210,7 @@ static void assert_msg_eq(const struct zpf__msg *a, const struct zpf__msg *b)
         assert_slice_eq(a->from, b->from);
         break;
     case ZPF__MSG_COUNTER:
+    case ZPF__MSG_STALL:
         assert_slice_eq(a->name, b->name);
         assert_int_equal(a->incarnation, b->incarnation);
         assert_true(a->counter == b->counter);
@@ -349,7 +350,7 @@ static void test_msg_roundtrip_min(void **state)
     struct zpf__msg m;
 
     (void)state;
-    for (uint8_t t = ZPF__MSG_PING; t <= ZPF__MSG_RECORD; t++) {
+    for (uint8_t t = ZPF__MSG_PING; t <= ZPF__MSG_STALL; t++) {
         m = sample(t, false);
         roundtrip(&h, &m, 1);
     }
@@ -361,7 +362,7 @@ static void test_msg_roundtrip_max(void **state)
     struct zpf__msg m;
 
     (void)state;
-    for (uint8_t t = ZPF__MSG_PING; t <= ZPF__MSG_RECORD; t++) {
+    for (uint8_t t = ZPF__MSG_PING; t <= ZPF__MSG_STALL; t++) {
         m = sample(t, true);
         roundtrip(&h, &m, 1);
     }
@@ -580,7 +581,7 @@ static void test_encode_rejects_invalid(void **state)
     m = sample(ZPF__MSG_ACK, false);
     m.type = 0;
     assert_int_equal(zpf__wire_put_msg(&w, &m), ZPF_EINVAL);
-    m.type = 11;
+    m.type = ZPF__MSG_STALL + 1;
     assert_int_equal(zpf__wire_put_msg(&w, &m), ZPF_EINVAL);
 
     h.cluster = sl(big, 0);
@@ -611,7 +612,7 @@ static void test_truncation_every_offset(void **state)
     zpf__wire_writer_init(&w, buf, sizeof(buf));
     assert_int_equal(zpf__wire_put_hdr(&w, &h), 0);
     bounds[nb++] = w.len;
-    for (uint8_t t = ZPF__MSG_PING; t <= ZPF__MSG_RECORD; t++) {
+    for (uint8_t t = ZPF__MSG_PING; t <= ZPF__MSG_STALL; t++) {
         m = sample(t, t % 2 == 0);
         assert_int_equal(zpf__wire_put_msg(&w, &m), 0);
         bounds[nb++] = w.len;
@@ -863,7 +864,7 @@ static void test_reject_unknown_type(void **state)
     (void)state;
     CHECK_MSG(ZPF_ETYPE, 0x92, 99, 0x00);
     CHECK_MSG(ZPF_ETYPE, 0x92, 0x00, 0x00);
-    CHECK_MSG(ZPF_ETYPE, 0x92, 0x0b, 0x00);
+    CHECK_MSG(ZPF_ETYPE, 0x92, 0x0c, 0x00); /* one past STALL */
     CHECK_MSG(ZPF_ETYPE, 0x91, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
               0xff);
     /* Known types are recognised whatever the element count says later. */
