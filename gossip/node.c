@@ -604,20 +604,30 @@ static void apply_alive(struct zpf_node *n, struct zpf__str name, uint32_t inc,
         notify(n, ZPF_EV_UPDATE, slot);
 }
 
+/* What every suspect or dead fact checks first.  About this node: refute
+ * it.  Older than what we know: answer with what we know.  Returns true if
+ * that settled it. */
+static bool rumour_settled(struct zpf_node *n, uint32_t slot, uint32_t inc)
+{
+    if (slot == n->self) {
+        if (!n->leaving)
+            refute(n, inc);
+        return true;
+    }
+    if (inc < mem(n, slot)->incarnation) {
+        stale_rumour(n, slot);
+        return true;
+    }
+    return false;
+}
+
 /* from: slot of whoever suspects (n->self for our own probes). */
 static void apply_suspect(struct zpf_node *n, uint32_t slot, uint32_t inc,
                           uint32_t from, uint64_t counter)
 {
+    if (rumour_settled(n, slot, inc))
+        return;
     struct zpf__member *m = mem(n, slot);
-    if (slot == n->self) {
-        if (!n->leaving)
-            refute(n, inc);
-        return;
-    }
-    if (inc < m->incarnation) {
-        stale_rumour(n, slot);
-        return;
-    }
     if (m->state == ZPF_STATE_SUSPECT && inc == m->incarnation) {
         struct susp *s = &n->susp[m->susp];
         if (susp_confirm(s, from))
@@ -658,16 +668,9 @@ static void declare_dead(struct zpf_node *n, uint32_t slot, uint32_t from,
 static void apply_dead(struct zpf_node *n, uint32_t slot, uint32_t inc,
                        uint32_t from, bool left)
 {
+    if (rumour_settled(n, slot, inc))
+        return;
     struct zpf__member *m = mem(n, slot);
-    if (slot == n->self) {
-        if (!n->leaving)
-            refute(n, inc);
-        return;
-    }
-    if (inc < m->incarnation) {
-        stale_rumour(n, slot);
-        return;
-    }
     bool wins = is_live(m->state) ? inc >= m->incarnation
                                   : inc > m->incarnation;
     if (!wins)
