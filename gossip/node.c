@@ -192,8 +192,6 @@ struct zpf_node {
 
     struct zpf_stats stats;
     uint8_t *tx;
-    uint8_t *frame;
-    uint32_t frame_cap;
 };
 
 /* --- small helpers -------------------------------------------------------- */
@@ -812,19 +810,18 @@ static int send_pushpull(struct zpf_node *n, const struct zpf_addr *to,
     }
     if (need > UINT32_MAX)
         return ZPF_E2BIG;
-    uint8_t *buf = zpf__grow(&n->alloc, n->frame, &n->frame_cap,
-                             (uint32_t)need, 1);
+    /* Allocated per exchange, not kept: it is as large as the member table
+     * and needed once every push-pull interval. */
+    uint8_t *buf = n->alloc.realloc(n->alloc.ctx, NULL, (size_t)need);
     if (buf == NULL)
         return ZPF_ENOMEM;
-    n->frame = buf;
 
     struct zpf__writer w;
-    zpf__wire_writer_init(&w, n->frame, n->frame_cap);
+    zpf__wire_writer_init(&w, buf, (size_t)need);
     put_header(n, &w);
     struct zpf__msg pp = {.type = ZPF__MSG_PUSHPULL, .flags = flags};
-    if (zpf__wire_put_msg(&w, &pp) < 0)
-        return ZPF_ENOSPC;
-    for (uint32_t s = 0; s < n->t.used; s++) {
+    int rc = zpf__wire_put_msg(&w, &pp);
+    for (uint32_t s = 0; s < n->t.used && rc == 0; s++) {
         struct zpf__member *m = &n->t.m[s];
         if (!(m->flags & ZPF__M_USED))
             continue;
@@ -837,13 +834,15 @@ static int send_pushpull(struct zpf_node *n, const struct zpf_addr *to,
             .meta = {m->meta, m->meta_len},
             .counter = m->counter,
         };
-        if (zpf__wire_put_msg(&w, &r) < 0)
-            return ZPF_ENOSPC;
+        rc = zpf__wire_put_msg(&w, &r);
     }
-    n->stats.frames_out++;
-    n->stats.push_pulls++;
-    n->env.send(n->env.ctx, to, w.buf, w.len, ZPF_CH_STREAM);
-    return 1;
+    if (rc == 0) {
+        n->stats.frames_out++;
+        n->stats.push_pulls++;
+        n->env.send(n->env.ctx, to, w.buf, w.len, ZPF_CH_STREAM);
+    }
+    n->alloc.realloc(n->alloc.ctx, buf, 0);
+    return rc < 0 ? rc : 1;
 }
 
 /* Up to k distinct random live members other than self and `except`. */
@@ -1501,7 +1500,6 @@ void zpf_node_free(struct zpf_node *n)
     zpf__bcast_free(&n->q, &a);
     a.realloc(a.ctx, n->susp, 0);
     a.realloc(a.ctx, n->tx, 0);
-    a.realloc(a.ctx, n->frame, 0);
     a.realloc(a.ctx, n, 0);
 }
 
@@ -1608,7 +1606,7 @@ const char *zpf_node_name(const struct zpf_node *n)
 size_t zpf_node_memory(const struct zpf_node *n)
 {
     const struct zpf__table *t = &n->t;
-    size_t b = sizeof *n + n->cfg.packet_budget + n->frame_cap;
+    size_t b = sizeof *n + n->cfg.packet_budget;
     b += (size_t)t->cap * sizeof *t->m + (size_t)t->index_cap * sizeof(uint32_t);
     b += t->names_cap + (size_t)t->order_cap * sizeof(uint32_t);
     b += (size_t)n->q.cap * sizeof *n->q.e + (size_t)n->susp_cap * sizeof *n->susp;
