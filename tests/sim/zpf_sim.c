@@ -43,7 +43,7 @@ struct opts {
     double loss, dup, skew;
     uint32_t latency, jitter;
     size_t kill;
-    uint64_t duration_s;
+    uint64_t duration_s, settle_s;
     bool json, quiet, verbose, restart, help;
     uint32_t probe_interval, probe_timeout, suspicion_mult, gossip_interval;
     uint32_t push_pull_s, heartbeat;
@@ -236,7 +236,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"--suspicion-mult", OPT_U32, &o->suspicion_mult, "N", "node config (4)"},
         {"--gossip-interval", OPT_U32, &o->gossip_interval, "MS", "node config (200)"},
         {"--push-pull", OPT_U32, &o->push_pull_s, "SEC", "push-pull interval, 0 = off (30)"},
-        {"--heartbeat", OPT_U32, &o->heartbeat, "MS", "heartbeat interval (1000)"},
+        {"--heartbeat", OPT_U32, &o->heartbeat, "MS", "heartbeat interval (250)"},
+        {"--settle", OPT_U64, &o->settle_s, "SEC", "wait after convergence before the steady window, so that\n"
+         "                           join retransmissions are not counted (0)"},
         {"--restart", OPT_FLAG, &o->restart, NULL, "restart the killed nodes once detected"},
         {"--json", OPT_FLAG, &o->json, NULL, "print one JSON object"},
         {"--verbose", OPT_FLAG, &o->verbose, NULL, "narrate events as they happen"},
@@ -413,6 +415,15 @@ int main(int argc, char **argv)
                         "memory, or an option out of range)\n");
         return 2;
     }
+    /* n0 first, alone, so that a node config the core rejects is reported
+     * as such instead of as a cluster that never converges. */
+    int src = sim_start(s, 0, false);
+    if (src < 0) {
+        fprintf(stderr, "zpf-sim: the core rejected the node configuration: "
+                        "%s (check the timing options)\n", zpf_strerror(src));
+        sim_free(s);
+        return 2;
+    }
     size_t n = o.nodes, K = o.kill;
     struct run r = {.s = s, .n = n, .nkill = K, .live = n - K};
     FILE *progress = o.quiet ? NULL : (o.json ? stderr : stdout);
@@ -475,13 +486,30 @@ int main(int argc, char **argv)
 
     uint64_t join_ms = NEVER, msgs_x1000 = 0, bytes_x1000 = 0, pp_x1000 = 0;
     uint64_t recover_ms = NEVER, tconv;
-    bool converged = sim_run_until_converged(s, dur, &tconv);
+    /* In chunks, so that a long run (--nodes 10000 takes a while) shows it
+     * is alive; sim_converged() only reads, so chunking changes nothing. */
+    bool converged = false;
+    double said = wall_now();
+    while (!converged && sim_now(s) < dur) {
+        uint64_t chunk = sim_now(s) + 10000;
+        converged = sim_run_until_converged(s, chunk < dur ? chunk : dur,
+                                            &tconv);
+        if (!converged && wall_now() - said > 30) {
+            said = wall_now();
+            say(&r, "still joining (%.0f s of wall time so far)",
+                said - wall0);
+        }
+    }
     if (converged) {
         join_ms = tconv;
         r.settled = true;
         say(&r, "every node sees all %zu alive: converged %.3f s after the "
                 "first start", n, (double)tconv / 1000);
 
+        if (o.settle_s) {
+            uint64_t ts = sim_now(s) + o.settle_s * 1000;
+            sim_run_until(s, ts < dur ? ts : dur);
+        }
         struct sim_totals a, b;
         sim_totals(s, &a);
         uint64_t t0 = sim_now(s), t1 = t0 + STEADY_MS;
@@ -508,8 +536,14 @@ int main(int argc, char **argv)
             sim_crash(s, r.victim[k]);
             say(&r, "n%zu crashes (%zu of %zu)", r.victim[k], k + 1, K);
         }
-        while (r.detected_all < K && sim_now(s) < dur)
+        while (r.detected_all < K && sim_now(s) < dur) {
             sim_run_until(s, sim_now(s) + 1000);
+            if (wall_now() - said > 30) {
+                said = wall_now();
+                say(&r, "%zu of %zu crashes detected by every survivor so "
+                        "far", r.detected_all, K);
+            }
+        }
 
         if (o.restart && K > 0 && r.detected_all == K && sim_now(s) < dur) {
             uint64_t tr = sim_now(s);
