@@ -597,6 +597,14 @@ int main(int argc, char **argv)
     size_t members = n0 ? zpf_node_member_count(n0) : 0;
     uint64_t member_bytes = members ? zpf_node_memory(n0) / members : 0;
     double nsps = wall > 0 ? (double)tot.node_ms / 1000 / wall : 0;
+    /* Join progress: the share of (observer, running member) pairs in which
+     * the observer holds the member alive, from the gauges, O(n). */
+    double known = 0;
+    size_t running = sim_running_count(s);
+    for (size_t i = 0; i < n && running; i++)
+        if (sim_node(s, i))
+            known += (double)zpf_node_stats(sim_node(s, i))->members_alive /
+                     (double)running / (double)running;
     struct zpf_config tmp = sc.node;
     uint64_t susp_max = zpf_suspicion_timeout(&tmp, n, 0);
 
@@ -616,12 +624,13 @@ int main(int argc, char **argv)
         printf(",\"false_positives\":%" PRIu64 ",\"msgs_per_node_s\":%.3f"
                ",\"bytes_per_node_s\":%.3f,\"push_pull_bytes_per_node_s\":%.3f"
                ",\"node_seconds_per_wall_second\":%.1f"
-               ",\"member_bytes\":%" PRIu64 ",\"violations\":%" PRIu64
+               ",\"member_bytes\":%" PRIu64 ",\"known_fraction\":%.4f"
+               ",\"violations\":%" PRIu64
                ",\"packets\":%" PRIu64 ",\"frames\":%" PRIu64
                ",\"dropped\":%" PRIu64 ",\"late_deadlines\":%" PRIu64 "}\n",
                r.false_positives, (double)msgs_x1000 / 1000,
                (double)bytes_x1000 / 1000, (double)pp_x1000 / 1000, nsps,
-               member_bytes, sim_violations(s), tot.packets, tot.frames,
+               member_bytes, known, sim_violations(s), tot.packets, tot.frames,
                tot.dropped, sim_late_deadlines(s));
     } else {
         printf("\nsummary (seed %" PRIu64 ", trace %016" PRIx64 ")\n", o.seed,
@@ -644,6 +653,7 @@ int main(int argc, char **argv)
         printf("  %-28s %" PRIu64 "\n", "false positives", r.false_positives);
         printf("  %-28s %" PRIu64 " B\n", "memory per member (n0)",
                member_bytes);
+        printf("  %-28s %.2f %%\n", "members known alive", known * 100);
         printf("  %-28s %" PRIu64 "\n", "invariant violations",
                sim_violations(s));
         if (sim_violations(s))
