@@ -500,15 +500,16 @@ static void fact_msg(struct zpf_node *n, uint32_t slot, uint32_t from,
     }
 }
 
-/* Someone still spreads an older rumour about `slot` than we know.  Facts
- * are retransmitted a bounded number of times, so a refutation's epidemic
- * can end before a straggler that learned the rumour late has heard it:
+/* Someone still spreads an older rumour about `slot` than we know (an
+ * earlier incarnation, or a suspicion of a member we know is dead).  Facts
+ * are retransmitted a bounded number of times, so an epidemic can end
+ * before a straggler that learned the rumour late has heard the news:
  * queue what we know again, where the rumour still circulates. */
 static void stale_rumour(struct zpf_node *n, uint32_t slot)
 {
     struct zpf__member *m = mem(n, slot);
-    if (m->state == ZPF_STATE_ALIVE && m->bcast == ZPF__NONE)
-        queue_fact(n, slot, slot);
+    if (m->bcast == ZPF__NONE)
+        queue_fact(n, slot, m->state == ZPF_STATE_ALIVE ? slot : n->self);
 }
 
 static void refute(struct zpf_node *n, uint32_t inc)
@@ -634,8 +635,11 @@ static void apply_suspect(struct zpf_node *n, uint32_t slot, uint32_t inc,
     }
     bool wins = m->state == ZPF_STATE_ALIVE ? inc >= m->incarnation
                                             : inc > m->incarnation;
-    if (!wins)
+    if (!wins) {
+        if (!is_live(m->state))
+            stale_rumour(n, slot); /* it is dead; the sender has not heard */
         return;
+    }
     if (m->state == ZPF_STATE_SUSPECT)
         susp_drop(n, slot);
     if (susp_start(n, slot, from, counter) == NULL)
