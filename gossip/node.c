@@ -1066,7 +1066,14 @@ static void on_fact(struct zpf_node *n, const struct zpf__msg *msg)
         break;
     case ZPF__MSG_COUNTER:
         slot = slot_of(n, msg->name);
-        if (slot != ZPF__NONE)
+        if (slot == ZPF__NONE)
+            return;
+        /* Counters are sent only for members the sender holds alive: if
+         * we know this one dead, the sender missed the news. */
+        if (!is_live(mem(n, slot)->state) &&
+            msg->incarnation <= mem(n, slot)->incarnation)
+            stale_rumour(n, slot);
+        else
             counter_seen(n, slot, msg->incarnation, msg->counter, false);
         break;
     case ZPF__MSG_STALL:

@@ -292,6 +292,41 @@ static void run_cell(struct world *w, const struct cell *c)
     world_free(w);
 }
 
+/* Regression: a rumour that loses to a death we know of is answered with
+ * the death.  A node that never heard it (it still sends x's counter, or
+ * suspects x) would otherwise wait for a push-pull once the dead fact's
+ * retransmissions ran out: 34 s for the last observer in one zpf-sim run. */
+static void test_stale_rumour_of_the_dead_answered(void **state)
+{
+    (void)state;
+    struct world *w = world_new();
+    world_init(w);
+    struct peer *y = peer_join(w, "y", 1, true);
+    peer_new(w, "x", 5);
+    x_into_state(w, y, ZPF_STATE_DEAD);
+    /* Let the dead fact's retransmissions run out. */
+    world_step(w, w->f.now + 60000);
+    size_t mark = w->f.nsent;
+    world_step(w, w->f.now + 2000);
+    assert_int_equal(find_sent(&w->f, mark, ZPF__MSG_DEAD, "x"), -1);
+
+    /* y still advertises x's counter: it never heard. */
+    deliver1(w, y, m_counter("x", 5, 9));
+    mark = w->f.nsent;
+    world_step(w, w->f.now + 1000);
+    assert_true(find_sent(&w->f, mark, ZPF__MSG_DEAD, "x") >= 0);
+    assert_int_equal(member(w, "x").state, ZPF_STATE_DEAD);
+
+    world_step(w, w->f.now + 60000);
+    /* y suspects x at the incarnation we know dead. */
+    deliver1(w, y, m_suspect("x", 5, "y", 0));
+    mark = w->f.nsent;
+    world_step(w, w->f.now + 1000);
+    assert_true(find_sent(&w->f, mark, ZPF__MSG_DEAD, "x") >= 0);
+    assert_int_equal(member(w, "x").state, ZPF_STATE_DEAD);
+    world_free(w);
+}
+
 static void test_precedence_truth_table(void **state)
 {
     (void)state;
@@ -1674,6 +1709,7 @@ int main(void)
         T(test_new_fail_nth_allocation),
         T(test_fail_nth_allocation_while_running),
         T(test_precedence_truth_table),
+        T(test_stale_rumour_of_the_dead_answered),
         T(test_dead_fact_counter_evidence),
         T(test_refutation),
         T(test_ping_answered_with_same_seq),
