@@ -73,7 +73,7 @@
  *    Lifeguard timeout.  First-hand only: a node that merely heard the rumour
  *    may have heard it after the refutation's epidemic ended, and its
  *    silence about the suspect is no evidence.  This is where zpf's detection
- *    time departs from memberlist's (about 0.55x at n = 10 in zpf-sim); it
+ *    time departs from memberlist's (about 0.5x at n = 10 in zpf-sim); it
  *    matters while each node hears each suspect's counter within a few
  *    heartbeats, which holds up to a few hundred members.  Beyond that,
  *    stale counter values arriving late look like movement, the fast path
@@ -99,10 +99,12 @@
  * Departures from memberlist
  * --------------------------
  * - The counter evidence above, and the beacon.
- * - A node that receives an older rumour than it knows (suspect or dead at
- *   a lower incarnation than the alive fact it holds) queues its alive fact
- *   again: a refutation's epidemic is bounded, and a straggler that heard the
- *   rumour late would otherwise never hear the refutation.
+ * - Anti-rumour: a node that receives a rumour older than what it knows
+ *   queues its own fact again.  That covers a suspect or dead fact at a lower
+ *   incarnation than the alive fact it holds, a suspicion of a member it
+ *   holds dead, and a counter report, which means "I hold it alive", about a
+ *   member it holds dead.  Epidemics are bounded, and a straggler that heard
+ *   late would otherwise wait for a push-pull.
  * - Push-pull also goes, once per interval, to one random dead member: this
  *   is how the two sides of a healed partition find each other again (Serf
  *   does this above memberlist, as "reconnect").
