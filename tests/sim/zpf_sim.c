@@ -43,7 +43,7 @@ struct opts {
     double loss, dup, skew;
     uint32_t latency, jitter;
     size_t kill;
-    uint64_t duration_s, settle_s;
+    uint64_t duration_s, settle_s, soak_s;
     bool json, quiet, verbose, restart, help;
     uint32_t probe_interval, probe_timeout, suspicion_mult, gossip_interval;
     uint32_t push_pull_s, heartbeat;
@@ -58,6 +58,7 @@ struct run {
     FILE *out;
 
     uint64_t false_positives;
+    uint64_t false_stalls; /* every node here is healthy: any stall is false */
     size_t nkill, live; /* live: observers that are never killed */
     size_t *victim;
     size_t *slot;       /* per node: index into victim, or SIZE_MAX */
@@ -86,6 +87,8 @@ static void on_event(struct sim *s, size_t obs, const struct zpf_event *ev,
     size_t m = sim_member_index(s, &ev->member);
     const char *who = ev->member.name;
 
+    if (ev->type == ZPF_EV_STALL)
+        r->false_stalls++;
     if (ev->type == ZPF_EV_FAIL && m != SIZE_MAX && sim_running(s, m) &&
         !sim_paused(s, m)) {
         r->false_positives++;
@@ -237,6 +240,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"--gossip-interval", OPT_U32, &o->gossip_interval, "MS", "node config (200)"},
         {"--push-pull", OPT_U32, &o->push_pull_s, "SEC", "push-pull interval, 0 = off (30)"},
         {"--heartbeat", OPT_U32, &o->heartbeat, "MS", "heartbeat interval (250)"},
+        {"--soak", OPT_U64, &o->soak_s, "SEC", "run this long after the steady window, before the kills,\n"
+         "                           counting false deaths and stalls (0)"},
         {"--settle", OPT_U64, &o->settle_s, "SEC", "wait after convergence before the steady window, so that\n"
          "                           join retransmissions are not counted (0)"},
         {"--restart", OPT_FLAG, &o->restart, NULL, "restart the killed nodes once detected"},
@@ -528,6 +533,13 @@ int main(int argc, char **argv)
                     "second", (double)msgs_x1000 / 1000,
                 (double)bytes_x1000 / 1000);
         }
+        if (o.soak_s) {
+            uint64_t ts = sim_now(s) + o.soak_s * 1000;
+            sim_run_until(s, ts < dur ? ts : dur);
+            say(&r, "soaked %" PRIu64 " s: %" PRIu64 " false deaths, %" PRIu64
+                    " false stalls", o.soak_s, r.false_positives,
+                r.false_stalls);
+        }
 
         for (size_t k = 0; k < K && sim_now(s) < dur; k++) {
             if (k > 0)
@@ -621,14 +633,15 @@ int main(int argc, char **argv)
         json_ms(stdout, "suspicion_max_ms", susp_max);
         if (o.restart)
             json_ms(stdout, "recover_ms", recover_ms);
-        printf(",\"false_positives\":%" PRIu64 ",\"msgs_per_node_s\":%.3f"
+        printf(",\"false_positives\":%" PRIu64 ",\"false_stalls\":%" PRIu64
+               ",\"msgs_per_node_s\":%.3f"
                ",\"bytes_per_node_s\":%.3f,\"push_pull_bytes_per_node_s\":%.3f"
                ",\"node_seconds_per_wall_second\":%.1f"
                ",\"member_bytes\":%" PRIu64 ",\"known_fraction\":%.4f"
                ",\"violations\":%" PRIu64
                ",\"packets\":%" PRIu64 ",\"frames\":%" PRIu64
                ",\"dropped\":%" PRIu64 ",\"late_deadlines\":%" PRIu64 "}\n",
-               r.false_positives, (double)msgs_x1000 / 1000,
+               r.false_positives, r.false_stalls, (double)msgs_x1000 / 1000,
                (double)bytes_x1000 / 1000, (double)pp_x1000 / 1000, nsps,
                member_bytes, known, sim_violations(s), tot.packets, tot.frames,
                tot.dropped, sim_late_deadlines(s));
@@ -651,6 +664,7 @@ int main(int argc, char **argv)
         if (o.restart)
             human_ms(stdout, "recovered after restart", recover_ms);
         printf("  %-28s %" PRIu64 "\n", "false positives", r.false_positives);
+        printf("  %-28s %" PRIu64 "\n", "false stalls", r.false_stalls);
         printf("  %-28s %" PRIu64 " B\n", "memory per member (n0)",
                member_bytes);
         printf("  %-28s %.2f %%\n", "members known alive", known * 100);
