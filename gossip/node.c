@@ -456,7 +456,7 @@ static bool susp_fast_due(const struct zpf_node *n, const struct susp *s,
     /* First-hand only: a node that merely heard the rumour may have heard
      * it late, after the refutation's epidemic was over, and its silence
      * about the suspect is then no evidence at all. */
-    if (!s->probed || s->nconf < 1)
+    if (!n->cfg.counter_fast_expiry || !s->probed || s->nconf < 1)
         return false;
     uint64_t fast = zpf_suspicion_timeout(&n->cfg, n->n_alive, UINT32_MAX) /
                     n->cfg.suspicion_mult;

@@ -37,6 +37,7 @@ void zpf_config_default(struct zpf_config *cfg)
      * comes back after a night, short enough that churn does not pile up. */
     cfg->tombstone_ms = 24u * 3600u * 1000u;
     cfg->max_members = 65536;
+    cfg->counter_fast_expiry = true;
 }
 
 static double node_scale(size_t n)

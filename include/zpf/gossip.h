@@ -141,6 +141,12 @@ struct zpf_config {
     uint32_t counter_timeout_ms;  /* 10000: stalled after this */
     uint32_t tombstone_ms;        /* 86400000: dead/left records kept */
     uint32_t max_members;         /* 65536 */
+    /* Let a first-hand, confirmed suspicion of a member whose counter stood
+     * still expire after probe_interval * max(1, log10 n) instead of the
+     * Lifeguard timeout (node.c).  Faster detection, at a price: a process
+     * stopped for longer than about one probe period plus that is declared
+     * dead and must rejoin.  Turn off where long pauses are normal. */
+    bool counter_fast_expiry;     /* true */
 };
 
 void zpf_config_default(struct zpf_config *cfg);

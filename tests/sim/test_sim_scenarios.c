@@ -405,6 +405,31 @@ static void test_short_pause(void **state)
     scen_end(&sc);
 }
 
+/* e'. With counter_fast_expiry off, a pause shorter than Lifeguard's
+ * minimum suspicion timeout (5.2 s at n = 20) is refuted, as in memberlist:
+ * the setting for hosts where multi-second pauses are normal. */
+static void test_pause_without_fast_expiry(void **state)
+{
+    (void)state;
+    struct scen sc;
+    scen_init(&sc, "pause-lg", 20, 15);
+    sc.cfg.node.counter_fast_expiry = false;
+    scen_start(&sc);
+    scen_boot(&sc, 40, 30000);
+    sim_run_until(sc.s, sim_now(sc.s) + SETTLE_MS);
+    sc.target = pick_target(&sc);
+    sim_pause(sc.s, sc.target);
+    sim_run_until(sc.s, sim_now(sc.s) + 3000);
+    sim_resume(sc.s, sc.target);
+    bool ok = sim_run_until_converged(sc.s, sim_now(sc.s) + 30000, NULL);
+    sim_run_until(sc.s, sim_now(sc.s) + 30000);
+    CHECK(&sc, sc.target_fails == 0, "n%zu, paused 3 s without fast expiry, "
+          "was declared dead %" PRIu64 " times", sc.target, sc.target_fails);
+    CHECK(&sc, ok, "no convergence within 30 s of the resume");
+    CHECK(&sc, sc.fp == 0, "false positive: %s", sc.fp_text);
+    scen_end(&sc);
+}
+
 /* --- f. a long-paused observer condemns no one ----------------------------- */
 
 static void test_long_pause_observer(void **state)
@@ -688,6 +713,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_kill_detected),
         cmocka_unit_test(test_loss_no_false_positive),
         cmocka_unit_test(test_short_pause),
+        cmocka_unit_test(test_pause_without_fast_expiry),
         cmocka_unit_test(test_long_pause_observer),
         cmocka_unit_test(test_inbound_blackhole),
         cmocka_unit_test(test_stall),

@@ -44,7 +44,7 @@ struct opts {
     uint32_t latency, jitter;
     size_t kill;
     uint64_t duration_s, settle_s, soak_s;
-    bool json, quiet, verbose, restart, help;
+    bool json, quiet, verbose, restart, help, no_fast;
     uint32_t probe_interval, probe_timeout, suspicion_mult, gossip_interval;
     uint32_t push_pull_s, heartbeat;
 };
@@ -244,6 +244,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
          "                           counting false deaths and stalls (0)"},
         {"--settle", OPT_U64, &o->settle_s, "SEC", "wait after convergence before the steady window, so that\n"
          "                           join retransmissions are not counted (0)"},
+        {"--no-fast-expiry", OPT_FLAG, &o->no_fast, NULL, "counter_fast_expiry off: Lifeguard timing only"},
         {"--restart", OPT_FLAG, &o->restart, NULL, "restart the killed nodes once detected"},
         {"--json", OPT_FLAG, &o->json, NULL, "print one JSON object"},
         {"--verbose", OPT_FLAG, &o->verbose, NULL, "narrate events as they happen"},
@@ -412,6 +413,7 @@ int main(int argc, char **argv)
     sc.node.gossip_interval_ms = o.gossip_interval;
     sc.node.push_pull_interval_ms = o.push_pull_s * 1000;
     sc.node.heartbeat_interval_ms = o.heartbeat;
+    sc.node.counter_fast_expiry = !o.no_fast;
 
     double wall0 = wall_now();
     struct sim *s = sim_new(&sc);
