@@ -77,7 +77,9 @@
  *    matters while each node hears each suspect's counter within a few
  *    heartbeats, which holds up to a few hundred members.  Beyond that,
  *    stale counter values arriving late look like movement, the fast path
- *    rarely applies, and detection falls back to Lifeguard's timing.
+ *    rarely applies, and detection falls back to Lifeguard's timing.  The
+ *    price: a process stopped for about a probe period plus the fast expiry
+ *    looks dead, so counter_fast_expiry = false turns this use off.
  * 3. Stall.  A member that still sends packets but whose counter stands
  *    still.  Judged first-hand only: when a packet from the member itself
  *    carries the same counter value this node first learned counter_timeout
