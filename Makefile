@@ -4,15 +4,11 @@
 #   make test         run every test suite; ends with "N passed, N failed"
 #   make test SAN=1   the same under AddressSanitizer + UBSan (build/san/)
 #   make demo         the simulator scenario: a cluster loses a node, recovers
-#   make deps         install missing Debian packages (sudo when not root)
+#   make deps         install missing Debian packages (packaging/deps.sh)
 #   make fuzz         build and run the libFuzzer targets (clang)
 #   WERROR=1          turn warnings into errors (CI does)
 
 CC      ?= cc
-PKGS    := libuv msgpack libsodium sqlite3 yaml-0.1 libcurl cmocka
-DEB_PKGS := build-essential pkg-config libuv1-dev libmsgpack-dev libsodium-dev \
-            libsqlite3-dev libyaml-dev libcurl4-openssl-dev libjansson-dev \
-            libxml2-dev libcmocka-dev clang libclang-rt-14-dev
 CORE_PKGS := msgpack libsodium
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -76,13 +72,7 @@ demo: $(B)/zpf-sim
 	@tests/sim/demo.sh $(B)/zpf-sim
 
 deps:
-	@missing=""; for p in $(DEB_PKGS); do \
-	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -z "$$missing" ]; then echo "deps: everything is installed"; exit 0; fi; \
-	echo "deps: installing$$missing"; \
-	sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	$$sudo apt-get update -qq && \
-	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+	@sh packaging/deps.sh
 
 # libFuzzer targets need clang.  FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
