@@ -20,7 +20,7 @@
 enum {
     ZPF__M_USED = 1,     /* slot holds a member */
     ZPF__M_ORDER = 2,    /* slot is in the probe order */
-    ZPF__M_STALLED = 4,  /* alive, but its counter stalled (local judgement) */
+    ZPF__M_STALLED = 4,  /* alive, but its counter stood still (STALL fact) */
     ZPF__M_COUNTER = 8   /* a counter value has been seen for it */
 };
 

@@ -127,7 +127,7 @@
 #define RELAYS_MAX 32        /* indirect probes this node runs for others */
 #define COUNTERS_PER_PACKET 8 /* about 100 bytes of a 1400-byte budget */
 #define SUSPECT_COUNTERS 2   /* of which at most this many for suspects */
-#define SWEEP_PER_BEAT 128   /* members checked for tombstone expiry per
+#define REAP_PER_BEAT 128   /* members checked for tombstone expiry per
                                 heartbeat: the per-node cost stays flat */
 #define FILL_MISSES 8        /* facts that did not fit before a packet is
                                 considered full */
@@ -192,7 +192,7 @@ struct zpf_node {
     uint32_t n_alive; /* alive + suspect, self included */
     uint32_t n_dead;  /* dead, not left */
     uint64_t bench;   /* 16.16 heartbeats of cluster progress */
-    uint32_t counter_cursor, sweep_cursor, susp_cursor;
+    uint32_t counter_cursor, reap_cursor, susp_cursor;
 
     struct zpf_stats stats;
     uint8_t *tx;
@@ -1149,11 +1149,6 @@ static int packet_types_ok(const struct zpf__reader *r)
 
 /* --- pauses --------------------------------------------------------------- */
 
-static void shift(uint64_t *t, uint64_t by)
-{
-    *t += by;
-}
-
 static void check_pause(struct zpf_node *n, uint64_t now)
 {
     uint64_t late_after = n->promised + n->cfg.probe_interval_ms;
@@ -1165,15 +1160,15 @@ static void check_pause(struct zpf_node *n, uint64_t now)
      * round trip to answer what we send on waking. */
     uint64_t by = now - n->promised + n->cfg.probe_timeout_ms;
     n->stats.pauses++;
-    shift(&n->probe_at, by);
-    shift(&n->probe_timeout_at, by);
-    shift(&n->gossip_at, by);
-    shift(&n->pp_at, by);
-    shift(&n->hb_at, by);
+    n->probe_at += by;
+    n->probe_timeout_at += by;
+    n->gossip_at += by;
+    n->pp_at += by;
+    n->hb_at += by;
     for (uint32_t i = 0; i < n->nsusp; i++)
-        shift(&n->susp[i].start, by);
+        n->susp[i].start += by;
     for (uint32_t i = 0; i < n->nrelays; i++)
-        shift(&n->relays[i].deadline, by);
+        n->relays[i].deadline += by;
     n->promised = 0;
 }
 
@@ -1278,12 +1273,12 @@ static void tick_suspicions(struct zpf_node *n, uint64_t now)
     }
 }
 
-static void tick_sweep(struct zpf_node *n, uint64_t now)
+static void tick_reap(struct zpf_node *n, uint64_t now)
 {
     uint32_t used = n->t.used;
-    uint32_t todo = used < SWEEP_PER_BEAT ? used : SWEEP_PER_BEAT;
+    uint32_t todo = used < REAP_PER_BEAT ? used : REAP_PER_BEAT;
     for (uint32_t k = 0; k < todo && n->t.used; k++) {
-        uint32_t slot = n->sweep_cursor++ % n->t.used;
+        uint32_t slot = n->reap_cursor++ % n->t.used;
         struct zpf__member *m = mem(n, slot);
         if (!(m->flags & ZPF__M_USED) || slot == n->self ||
             slot == n->probe_slot)
@@ -1349,7 +1344,7 @@ void zpf_node_tick(struct zpf_node *n)
         n->hb_at = now + n->cfg.heartbeat_interval_ms;
         if (n->healthy && !n->leaving)
             mem(n, n->self)->counter++;
-        tick_sweep(n, now);
+        tick_reap(n, now);
     }
     if (n->probe_slot != ZPF__NONE && !n->probe_acked && !n->probe_indirect &&
         now >= n->probe_timeout_at)

@@ -55,8 +55,9 @@ enum zpf_state {
     ZPF_STATE_DEAD = 2,
     ZPF_STATE_LEFT = 3,
     /* Answers probes but its heartbeat counter stopped advancing for
-     * counter_timeout.  A local judgement of each observer, derived from
-     * counters; never sent on the wire as a state. */
+     * counter_timeout, seen first-hand by some observer and gossiped as a
+     * STALL fact; refuted by any later counter value.  Not a state of the
+     * precedence order: the member is alive in every other respect. */
     ZPF_STATE_STALLED = 4
 };
 
