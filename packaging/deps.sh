@@ -5,7 +5,8 @@
 set -eu
 pkgs="make gcc pkg-config libuv1-dev libmsgpack-dev libsodium-dev
       libsqlite3-dev libyaml-dev libcurl4-openssl-dev libjansson-dev
-      libxml2-dev libcmocka-dev clang libclang-rt-14-dev python3"
+      libxml2-dev libcmocka-dev clang libclang-rt-14-dev python3
+      iproute2 nftables procps"
 missing=""
 for p in $pkgs; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -23,6 +23,9 @@
     XX(ENOENT, -ENOENT, "no such member")                                      \
     XX(EEXIST, -EEXIST, "already exists")                                      \
     XX(E2BIG, -E2BIG, "too large")                                             \
+    XX(EBUSY, -EBUSY, "in use")                                                \
+    XX(EPERM, -EPERM, "operation not permitted")                               \
+    XX(EIO, -EIO, "input/output error")                                        \
     XX(ETRUNC, -4001, "packet truncated")                                      \
     XX(EMSGPACK, -4002, "malformed msgpack")                                   \
     XX(EVERSION, -4003, "unsupported protocol version")                        \
@@ -33,7 +36,11 @@
     XX(EADDR, -4008, "malformed address")                                      \
     XX(ESELF, -4009, "packet claims to come from this node")                   \
     XX(ENOTME, -4010, "probe addressed to another node")                       \
-    XX(ELEAVING, -4011, "node is leaving")
+    XX(ELEAVING, -4011, "node is leaving")                                     \
+    XX(ESEAL, -4012, "not a sealed packet, or an unknown seal version")        \
+    XX(ENOKEY, -4013, "sealed under a key that is not in the keyring")         \
+    XX(EAUTH, -4014, "failed to authenticate (wrong key or tampered)")         \
+    XX(EREPLAY, -4015, "replayed or too old a packet")
 
 enum zpf_errno {
 #define ZPF__ERR_ENUM(name, val, msg) ZPF_##name = (val),
