@@ -772,9 +772,9 @@ static void put_header(struct zpf_node *n, struct zpf__writer *w)
 /* One datagram: the header, the given messages, then piggybacked facts and
  * counters up to the budget.  `buddy`: a member whose suspicion goes first
  * (the suspect is told first). */
-static void send_packet(struct zpf_node *n, const struct zpf_addr *to,
-                        const struct zpf__msg *msgs, unsigned nmsgs,
-                        uint32_t buddy)
+static void send_packet_ch(struct zpf_node *n, const struct zpf_addr *to,
+                           const struct zpf__msg *msgs, unsigned nmsgs,
+                           uint32_t buddy, enum zpf_channel ch)
 {
     struct zpf__writer w;
     zpf__wire_writer_init(&w, n->tx, n->cfg.packet_budget);
@@ -792,16 +792,27 @@ static void send_packet(struct zpf_node *n, const struct zpf_addr *to,
     zpf__bcast_fill(&n->q, bcast_ref, try_fact, &f,
                     zpf_retransmit_limit(&n->cfg, n->n_alive), FILL_MISSES);
     add_counters(n, &w);
-    n->stats.packets_out++;
+    if (ch == ZPF_CH_STREAM) {
+        n->stats.frames_out++;
+    } else {
+        n->stats.packets_out++;
+        n->sent_at = now_ms(n);
+    }
     n->stats.bytes_out += w.len;
-    n->sent_at = now_ms(n);
-    n->env.send(n->env.ctx, to, w.buf, w.len, ZPF_CH_PACKET);
+    n->env.send(n->env.ctx, to, w.buf, w.len, ch);
+}
+
+static void send_packet(struct zpf_node *n, const struct zpf_addr *to,
+                        const struct zpf__msg *msgs, unsigned nmsgs,
+                        uint32_t buddy)
+{
+    send_packet_ch(n, to, msgs, nmsgs, buddy, ZPF_CH_PACKET);
 }
 
 static void send_one(struct zpf_node *n, const struct zpf_addr *to,
                      const struct zpf__msg *msg, uint32_t buddy)
 {
-    send_packet(n, to, msg, 1, buddy);
+    send_packet_ch(n, to, msg, 1, buddy, ZPF_CH_PACKET);
 }
 
 /* Full state on the stream channel. */
@@ -974,6 +985,14 @@ static void probe_indirect(struct zpf_node *n)
                            .addr = target->addr};
     for (unsigned i = 0; i < got; i++)
         send_one(n, &mem(n, helpers[i])->addr, &req, ZPF__NONE);
+    if (n->cfg.stream_probe) {
+        /* Where datagrams are filtered but streams pass, the target answers
+         * this one over the stream and the probe still succeeds. */
+        struct zpf__msg ping = {.type = ZPF__MSG_PING, .seq = n->probe_seq,
+                                .name = str_of(n, n->probe_slot)};
+        send_packet_ch(n, &target->addr, &ping, 1, n->probe_slot,
+                       ZPF_CH_STREAM);
+    }
     n->probe_indirect = true;
     n->probe_expect = got;
     n->stats.indirect_probes += got;
@@ -993,14 +1012,14 @@ static void count_drop(struct zpf_node *n, int err)
 }
 
 static void on_ping(struct zpf_node *n, const struct zpf_addr *from,
-                    const struct zpf__msg *msg)
+                    const struct zpf__msg *msg, enum zpf_channel ch)
 {
     if (!zpf__str_eq(msg->name, n->name, n->name_len)) {
         count_drop(n, ZPF_ENOTME); /* a stale address: someone else's now */
         return;
     }
     struct zpf__msg ack = {.type = ZPF__MSG_ACK, .seq = msg->seq};
-    send_one(n, from, &ack, ZPF__NONE);
+    send_packet_ch(n, from, &ack, 1, ZPF__NONE, ch); /* answer in kind */
 }
 
 static void on_ping_req(struct zpf_node *n, const struct zpf_addr *from,
@@ -1189,6 +1208,7 @@ int zpf_node_receive(struct zpf_node *n, const struct zpf_addr *from,
     int rc = zpf__wire_validate(buf, len);
     struct zpf__reader r;
     struct zpf__hdr h;
+    struct zpf__msg msg;
     if (rc == 0)
         rc = zpf__wire_read_hdr(&r, buf, len, &h);
     if (rc == 0 && !zpf__str_eq(h.cluster, n->cluster, n->cluster_len)) {
@@ -1197,7 +1217,15 @@ int zpf_node_receive(struct zpf_node *n, const struct zpf_addr *from,
     }
     if (rc == 0 && zpf__str_eq(h.sender, n->name, n->name_len))
         rc = ZPF_ESELF;
-    if (rc == 0 && ch == ZPF_CH_PACKET)
+    /* A stream frame carries a push-pull, or a probe that fell back to the
+     * stream; a datagram never carries a push-pull. */
+    bool pushpull = false;
+    if (rc == 0 && ch == ZPF_CH_STREAM) {
+        struct zpf__reader peek = r;
+        pushpull = zpf__wire_next(&peek, &msg) == 1 &&
+                   msg.type == ZPF__MSG_PUSHPULL;
+    }
+    if (rc == 0 && !pushpull)
         rc = packet_types_ok(&r);
     if (rc < 0) {
         if (rc != ZPF_ECLUSTER)
@@ -1210,16 +1238,13 @@ int zpf_node_receive(struct zpf_node *n, const struct zpf_addr *from,
     if (sender != ZPF__NONE)
         counter_seen(n, sender, h.incarnation, h.counter, true);
 
-    struct zpf__msg msg;
-    if (ch == ZPF_CH_STREAM) {
-        if (zpf__wire_next(&r, &msg) == 1 && msg.type == ZPF__MSG_PUSHPULL)
-            on_pushpull(n, from, &r, &msg);
-        else
-            rc = ZPF_ETYPE;
+    if (pushpull) {
+        (void)zpf__wire_next(&r, &msg);
+        on_pushpull(n, from, &r, &msg);
     } else {
         while (zpf__wire_next(&r, &msg) == 1) {
             switch (msg.type) {
-            case ZPF__MSG_PING: on_ping(n, from, &msg); break;
+            case ZPF__MSG_PING: on_ping(n, from, &msg, ch); break;
             case ZPF__MSG_ACK: on_ack(n, msg.seq); break;
             case ZPF__MSG_NACK:
                 if (n->probe_slot != ZPF__NONE && msg.seq == n->probe_seq) {

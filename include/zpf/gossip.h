@@ -148,6 +148,10 @@ struct zpf_config {
      * stopped for longer than about one probe period plus that is declared
      * dead and must rejoin.  Turn off where long pauses are normal. */
     bool counter_fast_expiry;     /* true */
+    /* When a direct probe times out, also send it over the stream channel
+     * (memberlist's TCP fallback probe); the target answers in kind.  For
+     * hosts whose stream channel is a real second path. */
+    bool stream_probe;            /* false */
 };
 
 void zpf_config_default(struct zpf_config *cfg);

@@ -926,6 +926,62 @@ static void test_probe_indirect_with_nack(void **state)
     world_free(w);
 }
 
+/* The stream fallback: a probe whose datagram got no answer goes again
+ * over the stream channel at the indirect stage, and an ACK that comes back
+ * over the stream saves the target.  A PING arriving over the stream is
+ * answered over the stream. */
+static void test_stream_probe_fallback(void **state)
+{
+    (void)state;
+    struct world *w = world_new();
+    world_prepare(w);
+    w->cfg.stream_probe = true;
+    world_start(w);
+    struct peer *b = peer_join(w, "b", 1, false);
+    long i = world_run(w, T0 + 2000, ZPF__MSG_PING, "b");
+    assert_true(i >= 0);
+    const uint64_t t = w->f.sent[i].at;
+    assert_int_equal(w->f.sent[i].ch, ZPF_CH_PACKET);
+    size_t before = w->f.nsent;
+    world_step(w, t + 500);
+    long j = find_sent(&w->f, before, ZPF__MSG_PING, "b");
+    assert_true(j >= 0);
+    assert_int_equal(w->f.sent[j].ch, ZPF_CH_STREAM);
+    assert_true(addr_eq(&w->f.sent[j].to, &b->addr));
+    struct zpf__msg ping;
+    assert_true(sent_find(&w->f.sent[j], ZPF__MSG_PING, "b", &ping));
+    assert_int_equal(deliver(w, b, (struct zpf__msg[]){m_ack(ZPF__MSG_ACK,
+                                                              ping.seq)},
+                             1, ZPF_CH_STREAM), 0);
+    world_step(w, t + 1000);
+    assert_int_equal(member(w, "b").state, ZPF_STATE_ALIVE);
+    assert_int_equal(zpf_node_stats(w->node)->probes_failed, 0);
+
+    before = w->f.nsent;
+    assert_int_equal(deliver(w, b, (struct zpf__msg[]){m_ping(77, "self")}, 1,
+                             ZPF_CH_STREAM), 0);
+    j = find_sent(&w->f, before, ZPF__MSG_ACK, NULL);
+    assert_true(j >= 0);
+    assert_int_equal(w->f.sent[j].ch, ZPF_CH_STREAM);
+    world_free(w);
+}
+
+/* Without the option, nothing goes over the stream at the indirect stage. */
+static void test_stream_probe_off_by_default(void **state)
+{
+    (void)state;
+    struct world *w = world_new();
+    world_init(w);
+    assert_false(w->cfg.stream_probe);
+    peer_join(w, "b", 1, false);
+    long i = world_run(w, T0 + 2000, ZPF__MSG_PING, "b");
+    assert_true(i >= 0);
+    world_step(w, w->f.sent[i].at + 1000);
+    for (size_t k = 0; k < w->f.nsent; k++)
+        assert_int_equal(w->f.sent[k].ch, ZPF_CH_PACKET);
+    world_free(w);
+}
+
 static void test_awareness_falls_after_success(void **state)
 {
     (void)state;
@@ -1724,6 +1780,8 @@ int main(void)
         T(test_probe_failure_of_old_incarnation),
         T(test_probe_indirect_without_nack),
         T(test_probe_indirect_with_nack),
+        T(test_stream_probe_fallback),
+        T(test_stream_probe_off_by_default),
         T(test_awareness_falls_after_success),
         T(test_relay_for_requester),
         T(test_ping_req_for_self_answered),
