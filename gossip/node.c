@@ -1367,8 +1367,10 @@ void zpf_node_tick(struct zpf_node *n)
     }
     if (now >= n->hb_at) {
         n->hb_at = now + n->cfg.heartbeat_interval_ms;
-        if (n->healthy && !n->leaving)
+        if (n->healthy && !n->leaving) {
             mem(n, n->self)->counter++;
+            mem(n, n->self)->counter_at = now; /* operators read its age */
+        }
         tick_reap(n, now);
     }
     if (n->probe_slot != ZPF__NONE && !n->probe_acked && !n->probe_indirect &&

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test suite and ends with one line: "N passed, N failed".
 #   B=build tests/run-tests.sh        (B=build/san under SAN=1)
-# Each cmocka binary in $B/tests/ counts its own cases; each tests/check_*.sh
-# is one case.  A binary that crashes or times out counts as one failure.
+# Each cmocka binary in $B/tests/ counts its own cases, and so does each
+# tests/integration/test_*.sh (it prints the same summary lines); each
+# tests/check_*.sh is one case.  A binary that crashes or times out counts as one failure.
 # Output of each suite goes to $B/test-logs/; a failing suite's log is shown.
 set -u
 B=${B:-build}
@@ -34,6 +35,10 @@ for t in tests/check_*.sh; do
 done
 for t in "$B"/tests/test_*; do
     [ -x "$t" ] && run_suite "$(basename "$t")" "$t"
+done
+# Real zpfd processes on loopback and in network namespaces ($B/zpfd).
+for t in tests/integration/test_*.sh; do
+    [ -e "$t" ] && run_suite "$(basename "$t" .sh)" env B="$B" bash "$t"
 done
 
 echo "$passed passed, $failed failed"

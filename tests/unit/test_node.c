@@ -1256,9 +1256,12 @@ static void test_heartbeat_follows_health(void **state)
     world_step(w, T0 + 10 * h);
     assert_int_equal(zpf_node_counter(w->node), 10);
 
+    /* Its age, as operators see it, is since the last beat. */
+    assert_int_equal(member(w, "self").counter_age_ms, 0);
     zpf_node_set_health(w->node, false);
     world_step(w, T0 + 30 * h);
     assert_int_equal(zpf_node_counter(w->node), 10);
+    assert_int_equal(member(w, "self").counter_age_ms, 20 * h);
     zpf_node_set_health(w->node, true);
     world_step(w, T0 + 40 * h);
     assert_int_equal(zpf_node_counter(w->node), 20);
