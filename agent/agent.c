@@ -1581,13 +1581,9 @@ static int keyring_from_conf(const struct zpf_conf *c, struct zpf_keyring *kr,
     int n;
     zpf_keyring_init(kr);
     if (c->security.keyring && c->security.keyring[0]) {
+        /* At least one key, or an error saying where. */
         n = zpf_conf_read_keyring(c->security.keyring, keys, ZPF_KEYS_MAX,
                                   err, errlen);
-        if (n == 0) {
-            snprintf(err, errlen, "%s: no keys; put one base64 key per line "
-                     "(make one with `zpfctl keygen`)", c->security.keyring);
-            n = ZPF_EINVAL;
-        }
     } else {
         n = 0;
         for (size_t i = 0; i < c->security.n_keys && n < ZPF_KEYS_MAX; i++)
@@ -1645,7 +1641,8 @@ static void reload(struct zpf_agent *a)
     }
     char fixed[1024];
     if (zpf_conf_diff_fixed(&a->conf, &nc, fixed, sizeof fixed) > 0)
-        zpf_log(&a->log, ZPF_LOG_WARNING, "these settings need a restart",
+        zpf_log(&a->log, ZPF_LOG_WARNING, "these settings differ from the "
+                "running ones and take effect only after a restart",
                 "keys=\"%s\"", fixed);
     a->log.level = nc.log.level;
     zpf_log(&a->log, ZPF_LOG_NOTICE, "log level",
@@ -1785,7 +1782,7 @@ int zpf_agent_start(uv_loop_t *loop, const char *conf_path,
     cc.incarnation = inc > UINT32_MAX - 2 ? UINT32_MAX - 2 : (uint32_t)inc;
     cc.stream_probe = a->conf.gossip.tcp_fallback &&
                       !(a->conf.gossip.transport == ZPF_CONF_TCP);
-    if (a->sealed && cc.packet_budget > ZPF_SEAL_OVERHEAD + 512)
+    if (a->sealed) /* budget >= 512 (conf.c), so >= 467 here */
         cc.packet_budget -= ZPF_SEAL_OVERHEAD;
     uint8_t meta[ZPF_META_MAX];
     int mlen = zpf_meta_encode(&a->meta, meta, sizeof meta);

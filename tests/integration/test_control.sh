@@ -313,7 +313,7 @@ t_hup_tags_level() {
     zl_note "c2 saw the new tags $(zl_secs "$ZL_WAITED_MS")s after SIGHUP"
     zl_wait 5 "c1 to log its new level" \
         grep -q 'msg="log level" level=debug' "$log" || return 1
-    grep -q 'these settings need a restart' "$log" &&
+    grep -q 'take effect only after a restart' "$log" &&
         { zl_fail "a live change was reported as needing a restart: $(grep 'need a restart' "$log")"; return 1; }
     zl_running c1 || { zl_fail "c1 exited on SIGHUP"; return 1; }
 }
@@ -325,7 +325,7 @@ t_hup_fixed_key() {
         --tags '{role: db, rack: r7}' --log-level debug || return 1
     kill -HUP "$(zl_pid c1)"
     zl_wait 5 "c1 to log that gossip.bind needs a restart" \
-        grep -q 'these settings need a restart.*gossip\.bind' "$log" || return 1
+        grep -q 'take effect only after a restart.*gossip\.bind' "$log" || return 1
     zl_note "$(grep 'need a restart' "$log" | tail -n 1 | sed 's/^ts=[^ ]* //')"
     addr=$(zl_ctl c1 --json status | zl_py 'print(d["addr"])')
     [ "$addr" = "$C1_ADDR" ] ||
