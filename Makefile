@@ -3,7 +3,8 @@
 #   make              build everything into build/
 #   make test         run every test suite; ends with "N passed, N failed"
 #   make test SAN=1   the same under AddressSanitizer + UBSan (build/san/)
-#   make demo         the simulator scenario: a cluster loses a node, recovers
+#   make demo         five real agents on loopback lose a node and recover
+#   make sim-demo     the same story in the simulator, narrated
 #   make deps         install missing Debian packages (packaging/deps.sh)
 #   make fuzz         build and run the libFuzzer targets (clang)
 #   WERROR=1          turn warnings into errors (CI does)
@@ -84,7 +85,10 @@ $(B)/tests/test_sim_%: $(B)/obj/tests/sim/test_sim_%.o $(SIM_LIB_OBJ) $(LIBGOSSI
 test: all
 	@B=$(B) tests/run-tests.sh
 
-demo: $(B)/zpf-sim
+demo: $(B)/zpfd $(B)/zpfctl
+	@tests/demo.sh $(B)
+
+sim-demo: $(B)/zpf-sim
 	@tests/sim/demo.sh $(B)/zpf-sim
 
 deps:
@@ -110,6 +114,6 @@ fuzz: $(FUZZ_BIN)
 clean:
 	rm -rf build
 
-.PHONY: all test demo deps fuzz clean
+.PHONY: all test demo sim-demo deps fuzz clean
 .SECONDARY:
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -1435,6 +1435,16 @@ static int cmd_leave(void *ctx, const struct zpf_ctl_peer *peer, json_t *args,
     return 0;
 }
 
+/* Refused, dropped and misbehaving control clients (rate-limited by the
+ * server). */
+static void ctl_log_cb(void *ctx, const char *msg)
+{
+    struct zpf_agent *a = ctx;
+    char q[600];
+    zpf_log(&a->log, ZPF_LOG_WARNING, "control socket", "event=%s",
+            zpf_log_quote(msg, q, sizeof q));
+}
+
 static const struct zpf_ctl_command commands[] = {
     {"status", cmd_status, false, "this agent: name, health, member counts"},
     {"members", cmd_members, false, "every member as this agent sees it"},
@@ -1807,6 +1817,7 @@ int zpf_agent_start(uv_loop_t *loop, const char *conf_path,
         .cmds = commands,
         .ncmds = sizeof commands / sizeof commands[0],
         .ctx = a,
+        .log_cb = ctl_log_cb,
     };
     rc = zpf_ctl_server_start(loop, &co, &a->ctl, err, errlen);
     if (rc < 0)
