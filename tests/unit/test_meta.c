@@ -96,6 +96,46 @@ static void test_hostile_bytes(void **state)
     assert_int_equal(zpf_meta_decode(big, sizeof big, &m), ZPF_ELIMIT);
 }
 
+/* Regression: a header claiming 2^32 entries made msgpack-c's unpacker
+ * allocate gigabytes before reading them.  The claim must be refused. */
+static void test_huge_claims_refused(void **state)
+{
+    (void)state;
+    struct zpf_meta m;
+    const uint8_t map32[] = {0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'z'};
+    assert_int_equal(zpf_meta_decode(map32, sizeof map32, &m), ZPF_EMSGPACK);
+    const uint8_t arr32[] = {0x81, 0xa1, 'x', 0xdd, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(zpf_meta_decode(arr32, sizeof arr32, &m), ZPF_EMSGPACK);
+    const uint8_t str32[] = {0x81, 0xa1, 'z', 0xdb, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(zpf_meta_decode(str32, sizeof str32, &m), ZPF_EMSGPACK);
+    /* Nesting beyond the skip depth. */
+    uint8_t deep[40] = {0x81, 0xa1, 'x'};
+    for (int i = 3; i < 39; i++)
+        deep[i] = 0x91;
+    deep[39] = 0xc0;
+    assert_int_equal(zpf_meta_decode(deep, sizeof deep, &m), ZPF_ELIMIT);
+}
+
+/* Values of types zpfd does not write are skipped under unknown keys. */
+static void test_unknown_types_skipped(void **state)
+{
+    (void)state;
+    const uint8_t buf[] = {0x87,
+                           0xa1, 'a', 0xc4, 2, 9, 9,          /* bin 8 */
+                           0xa1, 'b', 0xd4, 1, 7,             /* fixext 1 */
+                           0xa1, 'c', 0xcb, 0, 0, 0, 0, 0, 0, 0, 0, /* f64 */
+                           0xa1, 'd', 0xff,                   /* -1 */
+                           0x05, 0xc3,                        /* 5: true */
+                           0xa1, 'e', 0x81, 0xa1, 'f', 0x90,  /* {f: []} */
+                           0xa1, 'k', 0x09};
+    struct zpf_meta m;
+    assert_int_equal(zpf_meta_decode(buf, sizeof buf, &m), 0);
+    assert_int_equal(m.keyring_version, 9);
+    const uint8_t reserved[] = {0x81, 0xa1, 'a', 0xc1};
+    assert_int_equal(zpf_meta_decode(reserved, sizeof reserved, &m),
+                     ZPF_EMSGPACK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -104,6 +144,8 @@ int main(void)
         cmocka_unit_test(test_too_big_refused),
         cmocka_unit_test(test_unknown_keys_skipped),
         cmocka_unit_test(test_hostile_bytes),
+        cmocka_unit_test(test_huge_claims_refused),
+        cmocka_unit_test(test_unknown_types_skipped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
