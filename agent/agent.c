@@ -1675,11 +1675,10 @@ static void reload(struct zpf_agent *a)
     }
     if (health_start(a, &nc) < 0)
         zpf_log(&a->log, ZPF_LOG_ERROR, "health checks not restarted", NULL);
-    if (!a->healthy || !zpf_health_ok(a->health)) {
-        a->healthy = true;
-        zpf_node_set_health(a->node, true);
-        core_arm(a);
-    }
+    /* New checks count as passing until their first result (health.h): the
+     * heartbeat resumes now, and a failing check stops it again. */
+    zpf_node_set_health(a->node, true);
+    core_arm(a);
     /* The keyring file: an operator's edit is a change for the cluster. */
     if (a->sealed) {
         struct zpf_keyring kr;
