@@ -1371,23 +1371,31 @@ static int cmd_keys_install(void *ctx, const struct zpf_ctl_peer *peer,
     return 0;
 }
 
-static int cmd_keys_use(void *ctx, const struct zpf_ctl_peer *peer,
-                        json_t *args, json_t **result, char *err,
-                        size_t errlen)
+/* keys.use and keys.remove: the same checks, then one change of the
+ * keyring spread to the cluster. */
+static int key_switch(struct zpf_agent *a, json_t *args, bool remove,
+                      json_t **result, char *err, size_t errlen)
 {
-    (void)peer;
-    struct zpf_agent *a = ctx;
     uint32_t id;
     int rc = need_sealed(a, err, errlen);
     if (rc == 0)
         rc = id_arg(a, args, &id, err, errlen);
-    if (rc == 0)
+    bool primary = rc == 0 && zpf_keyring_primary(&a->keyring)->id == id;
+    if (remove && primary) {
+        snprintf(err, errlen, "the primary key cannot be removed; make "
+                 "another key primary first (zpfctl keys use ID)");
+        rc = ZPF_EBUSY;
+    }
+    if (rc == 0 && (remove || !primary))
         rc = need_converged(a, args, err, errlen);
     if (rc < 0)
         return rc;
-    if (zpf_keyring_primary(&a->keyring)->id != id) {
+    if (remove || !primary) {
         struct zpf_keyring kr = a->keyring;
-        zpf_keyring_use(&kr, id);
+        if (remove)
+            zpf_keyring_remove(&kr, id);
+        else
+            zpf_keyring_use(&kr, id);
         keyring_change(a, &kr);
         sodium_memzero(&kr, sizeof kr);
     }
@@ -1395,31 +1403,20 @@ static int cmd_keys_use(void *ctx, const struct zpf_ctl_peer *peer,
     return 0;
 }
 
+static int cmd_keys_use(void *ctx, const struct zpf_ctl_peer *peer,
+                        json_t *args, json_t **result, char *err,
+                        size_t errlen)
+{
+    (void)peer;
+    return key_switch(ctx, args, false, result, err, errlen);
+}
+
 static int cmd_keys_remove(void *ctx, const struct zpf_ctl_peer *peer,
                            json_t *args, json_t **result, char *err,
                            size_t errlen)
 {
     (void)peer;
-    struct zpf_agent *a = ctx;
-    uint32_t id;
-    int rc = need_sealed(a, err, errlen);
-    if (rc == 0)
-        rc = id_arg(a, args, &id, err, errlen);
-    if (rc == 0 && zpf_keyring_primary(&a->keyring)->id == id) {
-        snprintf(err, errlen, "the primary key cannot be removed; make "
-                 "another key primary first (zpfctl keys use ID)");
-        rc = ZPF_EBUSY;
-    }
-    if (rc == 0)
-        rc = need_converged(a, args, err, errlen);
-    if (rc < 0)
-        return rc;
-    struct zpf_keyring kr = a->keyring;
-    zpf_keyring_remove(&kr, id);
-    keyring_change(a, &kr);
-    sodium_memzero(&kr, sizeof kr);
-    *result = key_result(a, id);
-    return 0;
+    return key_switch(ctx, args, true, result, err, errlen);
 }
 
 static void agent_leave(struct zpf_agent *a, const char *why);

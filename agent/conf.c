@@ -45,6 +45,8 @@
 
 #include "conf.h"
 
+#include "errbuf.h"
+
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #define MS_S 1000u
@@ -2340,18 +2342,6 @@ static int errno_code(int e)
     }
 }
 
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Read at most max + 1 bytes, so a caller can tell "too large". */
 static ssize_t read_bounded(int fd, char *buf, size_t max)
 {
@@ -2375,19 +2365,19 @@ int zpf_conf_load(const char *path, struct zpf_conf *out, char *err,
     if (out)
         memset(out, 0, sizeof *out);
     if (path == NULL || out == NULL) {
-        msg(err, errlen, "no configuration file given");
+        zpf_errf(err, errlen, "no configuration file given");
         return ZPF_EINVAL;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         int e = errno;
-        msg(err, errlen, "%s: cannot open: %s", path, strerror(e));
+        zpf_errf(err, errlen, "%s: cannot open: %s", path, strerror(e));
         return errno_code(e);
     }
     char *buf = malloc(ZPF_CONF_FILE_MAX + 1);
     if (buf == NULL) {
         close(fd);
-        msg(err, errlen, "%s: out of memory", path);
+        zpf_errf(err, errlen, "%s: out of memory", path);
         return ZPF_ENOMEM;
     }
     ssize_t n = read_bounded(fd, buf, ZPF_CONF_FILE_MAX);
@@ -2395,7 +2385,7 @@ int zpf_conf_load(const char *path, struct zpf_conf *out, char *err,
     close(fd);
     if (n < 0) {
         free(buf);
-        msg(err, errlen, "%s: cannot read: %s", path, strerror(e));
+        zpf_errf(err, errlen, "%s: cannot read: %s", path, strerror(e));
         return errno_code(e) == ZPF_ENOMEM ? ZPF_ENOMEM : ZPF_EIO;
     }
     int rc = zpf_conf_parse(buf, (size_t)n, path, out, err, errlen);
@@ -2435,26 +2425,26 @@ static int keyring_lines(const char *path, char *buf, size_t len,
         if (l) {
             size_t got = 0;
             if (n == max) {
-                msg(err, errlen, "%s:%zu: more than %zu keys; remove old "
+                zpf_errf(err, errlen, "%s:%zu: more than %zu keys; remove old "
                     "ones (the first key is the primary)", path, line, max);
                 return ZPF_ELIMIT;
             }
             int rc = decode_key(s, l, keys[n], &got);
             if (rc == 1) {
-                msg(err, errlen, "%s:%zu: not a key: expected base64 "
+                zpf_errf(err, errlen, "%s:%zu: not a key: expected base64 "
                     "(standard alphabet with '=' padding) of 32 bytes; make "
                     "one with: %s", path, line, KEYGEN);
                 return ZPF_EINVAL;
             }
             if (rc == 2) {
-                msg(err, errlen, "%s:%zu: the key decodes to %zu bytes; a "
+                zpf_errf(err, errlen, "%s:%zu: the key decodes to %zu bytes; a "
                     "key is 32 bytes (make one with: %s)", path, line, got,
                     KEYGEN);
                 return ZPF_EINVAL;
             }
             for (size_t j = 0; j < n; j++)
                 if (sodium_memcmp(keys[j], keys[n], ZPF_CONF_KEY_LEN) == 0) {
-                    msg(err, errlen, "%s:%zu: the same key as line %zu; "
+                    zpf_errf(err, errlen, "%s:%zu: the same key as line %zu; "
                         "remove one", path, line, lines[j]);
                     return ZPF_EINVAL;
                 }
@@ -2463,7 +2453,7 @@ static int keyring_lines(const char *path, char *buf, size_t len,
         s = eol + 1;
     }
     if (n == 0) {
-        msg(err, errlen, "%s: no keys; put one base64 key per line, the "
+        zpf_errf(err, errlen, "%s: no keys; put one base64 key per line, the "
             "primary first (make one with: %s)", path, KEYGEN);
         return ZPF_EINVAL;
     }
@@ -2475,37 +2465,37 @@ int zpf_conf_read_keyring(const char *path, uint8_t (*keys)[ZPF_CONF_KEY_LEN],
 {
     struct stat st;
     if (path == NULL || keys == NULL || max == 0 || max > INT_MAX) {
-        msg(err, errlen, "%s: no keyring or no room for keys",
+        zpf_errf(err, errlen, "%s: no keyring or no room for keys",
             path ? path : "(null)");
         return ZPF_EINVAL;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         int e = errno;
-        msg(err, errlen, "%s: cannot open the keyring: %s", path,
+        zpf_errf(err, errlen, "%s: cannot open the keyring: %s", path,
             strerror(e));
         return errno_code(e);
     }
     int rc = 0;
     if (fstat(fd, &st) != 0) {
-        msg(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        zpf_errf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
         rc = ZPF_EIO;
     } else if (!S_ISREG(st.st_mode)) {
-        msg(err, errlen, "%s: not a regular file", path);
+        zpf_errf(err, errlen, "%s: not a regular file", path);
         rc = ZPF_EIO;
     } else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-        msg(err, errlen, "%s: writable by %s (mode %04o): whoever can write "
+        zpf_errf(err, errlen, "%s: writable by %s (mode %04o): whoever can write "
             "it can add a key and join the cluster; run chmod 600 %s", path,
             (st.st_mode & S_IWOTH) ? "everyone" : "its group",
             (unsigned)(st.st_mode & 07777), path);
         rc = ZPF_EPERM;
     } else if (st.st_mode & S_IROTH) {
-        msg(err, errlen, "%s: readable by everyone (mode %04o): any local "
+        zpf_errf(err, errlen, "%s: readable by everyone (mode %04o): any local "
             "user could read the cluster key; run chmod 600 %s", path,
             (unsigned)(st.st_mode & 07777), path);
         rc = ZPF_EPERM;
     } else if (st.st_size > KEYRING_FILE_MAX) {
-        msg(err, errlen, "%s: larger than %d KiB; a keyring holds a few "
+        zpf_errf(err, errlen, "%s: larger than %d KiB; a keyring holds a few "
             "lines", path, KEYRING_FILE_MAX / 1024);
         rc = ZPF_E2BIG;
     }
@@ -2516,15 +2506,15 @@ int zpf_conf_read_keyring(const char *path, uint8_t (*keys)[ZPF_CONF_KEY_LEN],
     char *buf = malloc(KEYRING_FILE_MAX + 1);
     size_t *lines = calloc(max, sizeof *lines);
     if (buf == NULL || lines == NULL) {
-        msg(err, errlen, "%s: out of memory", path);
+        zpf_errf(err, errlen, "%s: out of memory", path);
         rc = ZPF_ENOMEM;
     } else {
         ssize_t n = read_bounded(fd, buf, KEYRING_FILE_MAX);
         if (n < 0) {
-            msg(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+            zpf_errf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
             rc = ZPF_EIO;
         } else if (n > KEYRING_FILE_MAX) {
-            msg(err, errlen, "%s: larger than %d KiB; a keyring holds a few "
+            zpf_errf(err, errlen, "%s: larger than %d KiB; a keyring holds a few "
                 "lines", path, KEYRING_FILE_MAX / 1024);
             rc = ZPF_E2BIG;
         } else {

@@ -33,6 +33,8 @@
 
 #include "control.h"
 
+#include "errbuf.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -91,17 +93,6 @@
 #define SOCK_UMASK 0117
 
 /* --- small helpers -------------------------------------------------------- */
-
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static const char *type_name(const json_t *v)
 {
@@ -215,14 +206,14 @@ int zpf_ctl_parse_request(const char *line, size_t len,
         len = 0;
 
     if (len >= ZPF_CTL_LINE_MAX) {
-        set_err(err, errlen,
+        zpf_errf(err, errlen,
                 "request line is %zu bytes; the limit is %d bytes including "
                 "the newline", len + 1, ZPF_CTL_LINE_MAX);
         return parse_fail(code, "line_too_long", ZPF_E2BIG);
     }
     const char *nul = len > 0 ? memchr(line, '\0', len) : NULL;
     if (nul != NULL) {
-        set_err(err, errlen,
+        zpf_errf(err, errlen,
                 "NUL byte at column %zu; a request is one line of UTF-8 JSON",
                 (size_t)(nul - line) + 1);
         return parse_fail(code, "parse_error", ZPF_EINVAL);
@@ -234,14 +225,14 @@ int zpf_ctl_parse_request(const char *line, size_t len,
     if (root == NULL) {
         char why[JSON_ERROR_TEXT_LENGTH];
         json_error_text(&je, why, sizeof why);
-        set_err(err, errlen,
+        zpf_errf(err, errlen,
                 "not valid JSON at column %d (byte %d): %s; send one JSON "
                 "object per line, e.g. {\"v\":1,\"cmd\":\"status\"}",
                 je.column, je.position, why);
         return parse_fail(code, "parse_error", ZPF_EINVAL);
     }
     if (!json_is_object(root)) {
-        set_err(err, errlen,
+        zpf_errf(err, errlen,
                 "a request must be a JSON object, not %s; e.g. "
                 "{\"v\":1,\"cmd\":\"status\"}", type_name(root));
         json_decref(root);
@@ -259,57 +250,57 @@ int zpf_ctl_parse_request(const char *line, size_t len,
     json_t *cmd = json_object_get(root, "cmd");
     json_t *args = json_object_get(root, "args");
     if (v == NULL) {
-        set_err(err, errlen,
+        zpf_errf(err, errlen,
                 "missing \"v\"; add \"v\":%d (the protocol version)",
                 ZPF_CTL_VERSION);
         goto fail;
     }
     if (!json_is_integer(v)) {
-        set_err(err, errlen, "\"v\" must be an integer, not %s; send \"v\":%d",
+        zpf_errf(err, errlen, "\"v\" must be an integer, not %s; send \"v\":%d",
                 type_name(v), ZPF_CTL_VERSION);
         goto fail;
     }
     if (json_integer_value(v) != ZPF_CTL_VERSION) {
         c = "unsupported_version";
-        set_err(err, errlen,
+        zpf_errf(err, errlen,
                 "protocol version %" JSON_INTEGER_FORMAT " is not supported; "
                 "this agent supports version %d only",
                 json_integer_value(v), ZPF_CTL_VERSION);
         goto fail;
     }
     if (id != NULL && req->id == NULL) {
-        set_err(err, errlen,
+        zpf_errf(err, errlen,
                 "\"id\" must be a string, number, boolean or null, not %s",
                 type_name(id));
         goto fail;
     }
     if (cmd == NULL) {
-        set_err(err, errlen,
+        zpf_errf(err, errlen,
                 "missing \"cmd\"; name a command, e.g. \"cmd\":\"status\"");
         goto fail;
     }
     if (!json_is_string(cmd)) {
-        set_err(err, errlen, "\"cmd\" must be a string, not %s",
+        zpf_errf(err, errlen, "\"cmd\" must be a string, not %s",
                 type_name(cmd));
         goto fail;
     }
     size_t cmdlen = json_string_length(cmd);
     if (cmdlen == 0) {
-        set_err(err, errlen, "\"cmd\" is empty; name a command");
+        zpf_errf(err, errlen, "\"cmd\" is empty; name a command");
         goto fail;
     }
     if (cmdlen > ZPF_CTL_CMD_MAX) {
-        set_err(err, errlen, "\"cmd\" is %zu bytes; no command is longer "
+        zpf_errf(err, errlen, "\"cmd\" is %zu bytes; no command is longer "
                 "than %d", cmdlen, ZPF_CTL_CMD_MAX);
         goto fail;
     }
     if (!valid_cmd_name(json_string_value(cmd), cmdlen)) {
-        set_err(err, errlen, "\"cmd\" may hold only letters, digits, '.', "
+        zpf_errf(err, errlen, "\"cmd\" may hold only letters, digits, '.', "
                 "'_' and '-'");
         goto fail;
     }
     if (args != NULL && !json_is_object(args)) {
-        set_err(err, errlen, "\"args\" must be an object, not %s",
+        zpf_errf(err, errlen, "\"args\" must be an object, not %s",
                 type_name(args));
         goto fail;
     }
@@ -321,10 +312,10 @@ int zpf_ctl_parse_request(const char *line, size_t len,
             continue;
         /* Quote the key only when it plainly is a field name. */
         if (valid_cmd_name(key, strlen(key)))
-            set_err(err, errlen, "unknown field \"%s\"; a request has only "
+            zpf_errf(err, errlen, "unknown field \"%s\"; a request has only "
                     "v, id, cmd and args", key);
         else
-            set_err(err, errlen, "unknown field; a request has only v, id, "
+            zpf_errf(err, errlen, "unknown field; a request has only v, id, "
                     "cmd and args");
         goto fail;
     }
@@ -333,7 +324,7 @@ int zpf_ctl_parse_request(const char *line, size_t len,
     if (req->args == NULL) {
         c = "internal";
         rc = ZPF_ENOMEM;
-        set_err(err, errlen, "out of memory");
+        zpf_errf(err, errlen, "out of memory");
         goto fail;
     }
     memcpy(req->cmd, json_string_value(cmd), cmdlen);
@@ -1230,7 +1221,7 @@ static int make_parent(const char *path, char *err, size_t errlen)
         *p = '\0';
         if (mkdir(dir, DIR_MODE) != 0 && errno != EEXIST) {
             rc = -errno;
-            set_err(err, errlen, "cannot create directory %s for the "
+            zpf_errf(err, errlen, "cannot create directory %s for the "
                     "control socket: %s", dir, strerror(errno));
             break;
         }
@@ -1250,34 +1241,34 @@ static int clear_stale(const char *path, const struct sockaddr_un *sa,
     if (lstat(path, &st) != 0) {
         if (errno == ENOENT)
             return 0;
-        set_err(err, errlen, "cannot check %s: %s", path, strerror(errno));
+        zpf_errf(err, errlen, "cannot check %s: %s", path, strerror(errno));
         return -errno;
     }
     if (!S_ISSOCK(st.st_mode)) {
-        set_err(err, errlen, "%s exists and is not a socket; remove it or "
+        zpf_errf(err, errlen, "%s exists and is not a socket; remove it or "
                 "set another control socket path", path);
         return ZPF_EEXIST;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        set_err(err, errlen, "cannot create a socket: %s", strerror(errno));
+        zpf_errf(err, errlen, "cannot create a socket: %s", strerror(errno));
         return -errno;
     }
     int r = connect(fd, (const struct sockaddr *)sa, sizeof *sa);
     int e = errno;
     close(fd);
     if (r == 0 || e == EAGAIN || e == EINPROGRESS) {
-        set_err(err, errlen, "another zpfd is listening on %s; stop it "
+        zpf_errf(err, errlen, "another zpfd is listening on %s; stop it "
                 "first or set another control socket path", path);
         return ZPF_EBUSY;
     }
     if (e != ECONNREFUSED) {
-        set_err(err, errlen, "cannot check the existing socket %s: %s",
+        zpf_errf(err, errlen, "cannot check the existing socket %s: %s",
                 path, strerror(e));
         return -e;
     }
     if (unlink(path) != 0 && errno != ENOENT) {
-        set_err(err, errlen, "cannot remove the stale socket %s: %s", path,
+        zpf_errf(err, errlen, "cannot remove the stale socket %s: %s", path,
                 strerror(errno));
         return -errno;
     }
@@ -1290,7 +1281,7 @@ static int bind_socket(struct zpf_ctl_server *s, const struct sockaddr_un *sa,
 {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        set_err(err, errlen, "cannot create a socket: %s", strerror(errno));
+        zpf_errf(err, errlen, "cannot create a socket: %s", strerror(errno));
         return -errno;
     }
     mode_t old = umask(SOCK_UMASK);
@@ -1300,27 +1291,27 @@ static int bind_socket(struct zpf_ctl_server *s, const struct sockaddr_un *sa,
     if (r != 0) {
         close(fd);
         if (e == EADDRINUSE) {
-            set_err(err, errlen, "another zpfd is listening on %s; stop it "
+            zpf_errf(err, errlen, "another zpfd is listening on %s; stop it "
                     "first or set another control socket path", s->path);
             return ZPF_EBUSY;
         }
-        set_err(err, errlen, "cannot bind the control socket %s: %s",
+        zpf_errf(err, errlen, "cannot bind the control socket %s: %s",
                 s->path, strerror(e));
         return -e;
     }
     struct stat st;
     if (chmod(s->path, SOCK_MODE) != 0) {
         e = errno;
-        set_err(err, errlen, "cannot set the mode of the control socket %s: "
+        zpf_errf(err, errlen, "cannot set the mode of the control socket %s: "
                 "%s", s->path, strerror(e));
     } else if (chown(s->path, (uid_t)-1, s->group_gid) != 0) {
         e = errno;
-        set_err(err, errlen, "cannot give the control socket %s to group %s: "
+        zpf_errf(err, errlen, "cannot give the control socket %s to group %s: "
                 "%s; run zpfd as root or as a member of that group", s->path,
                 s->group, strerror(e));
     } else if (lstat(s->path, &st) != 0) {
         e = errno;
-        set_err(err, errlen, "cannot stat the control socket %s: %s", s->path,
+        zpf_errf(err, errlen, "cannot stat the control socket %s: %s", s->path,
                 strerror(e));
     } else {
         s->dev = st.st_dev;
@@ -1337,7 +1328,7 @@ static int copy_commands(struct zpf_ctl_server *s,
                          size_t errlen)
 {
     if (o->ncmds > 0 && o->cmds == NULL) {
-        set_err(err, errlen, "control: %zu commands but no table", o->ncmds);
+        zpf_errf(err, errlen, "control: %zu commands but no table", o->ncmds);
         return ZPF_EINVAL;
     }
     s->cmds = calloc(o->ncmds > 0 ? o->ncmds : 1, sizeof *s->cmds);
@@ -1347,14 +1338,14 @@ static int copy_commands(struct zpf_ctl_server *s,
         const struct zpf_ctl_command *c = &o->cmds[i];
         size_t n = c->name != NULL ? strlen(c->name) : 0;
         if (!valid_cmd_name(c->name, n) || c->fn == NULL) {
-            set_err(err, errlen, "control: command %zu has a bad name or no "
+            zpf_errf(err, errlen, "control: command %zu has a bad name or no "
                     "handler; names are 1..%d of [A-Za-z0-9._-]", i,
                     ZPF_CTL_CMD_MAX);
             return ZPF_EINVAL;
         }
         for (size_t k = 0; k < i; k++) {
             if (strcmp(s->cmds[k].name, c->name) == 0) {
-                set_err(err, errlen, "control: command \"%s\" is listed "
+                zpf_errf(err, errlen, "control: command \"%s\" is listed "
                         "twice", c->name);
                 return ZPF_EINVAL;
             }
@@ -1396,11 +1387,11 @@ static int resolve_identity(struct zpf_ctl_server *s,
         rc = group_lookup(o->group, 0, &s->group_gid, &s->group);
         if (rc != 0) {
             if (rc > 0)
-                set_err(err, errlen, "control group \"%s\" does not exist; "
+                zpf_errf(err, errlen, "control group \"%s\" does not exist; "
                         "create it (groupadd %s) or change control.group",
                         o->group, o->group);
             else
-                set_err(err, errlen, "cannot look up control group \"%s\": "
+                zpf_errf(err, errlen, "cannot look up control group \"%s\": "
                         "%s", o->group, strerror(-rc));
             return rc > 0 ? ZPF_EINVAL : rc;
         }
@@ -1410,12 +1401,12 @@ static int resolve_identity(struct zpf_ctl_server *s,
         rc = group_lookup(o->admin_group, 0, &s->admin_gid, &s->admin_group);
         if (rc != 0) {
             if (rc > 0)
-                set_err(err, errlen, "admin group \"%s\" does not exist; "
+                zpf_errf(err, errlen, "admin group \"%s\" does not exist; "
                         "create it (groupadd %s) or change "
                         "control.admin_group", o->admin_group,
                         o->admin_group);
             else
-                set_err(err, errlen, "cannot look up admin group \"%s\": "
+                zpf_errf(err, errlen, "cannot look up admin group \"%s\": "
                         "%s", o->admin_group, strerror(-rc));
             return rc > 0 ? ZPF_EINVAL : rc;
         }
@@ -1436,11 +1427,11 @@ int zpf_ctl_server_start(uv_loop_t *loop, const struct zpf_ctl_options *o,
     if (out != NULL)
         *out = NULL;
     if (loop == NULL || o == NULL || out == NULL) {
-        set_err(err, errlen, "control: no loop, options or result pointer");
+        zpf_errf(err, errlen, "control: no loop, options or result pointer");
         return ZPF_EINVAL;
     }
     if (o->path == NULL || o->path[0] == '\0') {
-        set_err(err, errlen, "control socket path is empty; set "
+        zpf_errf(err, errlen, "control socket path is empty; set "
                 "control.socket");
         return ZPF_EINVAL;
     }
@@ -1449,7 +1440,7 @@ int zpf_ctl_server_start(uv_loop_t *loop, const struct zpf_ctl_options *o,
     sa.sun_family = AF_UNIX;
     size_t plen = strlen(o->path);
     if (plen >= sizeof sa.sun_path) {
-        set_err(err, errlen, "control socket path %s is %zu bytes; UNIX "
+        zpf_errf(err, errlen, "control socket path %s is %zu bytes; UNIX "
                 "sockets allow at most %zu, choose a shorter path", o->path,
                 plen, sizeof sa.sun_path - 1);
         return ZPF_EINVAL;
@@ -1477,7 +1468,7 @@ int zpf_ctl_server_start(uv_loop_t *loop, const struct zpf_ctl_options *o,
         goto fail;
     if ((rc = resolve_identity(s, o, err, errlen)) != 0) {
         if (rc == ZPF_ENOMEM)
-            set_err(err, errlen, "control: out of memory");
+            zpf_errf(err, errlen, "control: out of memory");
         goto fail;
     }
     if ((rc = make_parent(o->path, err, errlen)) != 0)
@@ -1500,7 +1491,7 @@ int zpf_ctl_server_start(uv_loop_t *loop, const struct zpf_ctl_options *o,
         rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG,
                        on_connection);
     if (rc != 0) {
-        set_err(err, errlen, "cannot listen on the control socket %s: %s",
+        zpf_errf(err, errlen, "cannot listen on the control socket %s: %s",
                 s->path, uv_strerror(rc));
         unlink_ours(s);
         uv_close((uv_handle_t *)&s->listener, start_failed);
@@ -1562,7 +1553,7 @@ static int call_connect(int fd, const char *path,
             /* zpfd's listen queue is full: wait for it to accept. */
             int left = remaining_ms(deadline);
             if (left == 0) {
-                set_err(err, errlen, "cannot connect to %s: zpfd did not "
+                zpf_errf(err, errlen, "cannot connect to %s: zpfd did not "
                         "accept within %u ms; it may be stuck", path,
                         (unsigned)timeout_ms);
                 return ZPF_EIO;
@@ -1571,23 +1562,23 @@ static int call_connect(int fd, const char *path,
             continue;
         }
         if (e == ENOENT || e == ENOTDIR) {
-            set_err(err, errlen, "cannot connect to %s: %s; is zpfd running? "
-                    "is the socket path right (-s, ZPF_SOCKET)?", path,
-                    strerror(e));
+            zpf_errf(err, errlen, "cannot connect to %s: %s; is zpfd running? "
+                    "is the socket path right (-s, ZPF_SOCKET)? are you in "
+                    "the control group?", path, strerror(e));
             return ZPF_ENOENT;
         }
         if (e == EACCES || e == EPERM) {
-            set_err(err, errlen, "cannot connect to %s: %s; run as root or "
-                    "the agent's user, or join the control group "
-                    "(control.group)", path, strerror(e));
+            zpf_errf(err, errlen, "cannot connect to %s: %s; you need to be "
+                    "in zpfd's control group (control.group), or root, to "
+                    "use its socket", path, strerror(e));
             return ZPF_EPERM;
         }
         if (e == ECONNREFUSED) {
-            set_err(err, errlen, "cannot connect to %s: nobody is listening "
+            zpf_errf(err, errlen, "cannot connect to %s: nobody is listening "
                     "(a stale socket); is zpfd running?", path);
             return ZPF_EIO;
         }
-        set_err(err, errlen, "cannot connect to %s: %s", path, strerror(e));
+        zpf_errf(err, errlen, "cannot connect to %s: %s", path, strerror(e));
         return ZPF_EIO;
     }
 }
@@ -1610,14 +1601,14 @@ static int call_send(int fd, const char *path, const char *buf, size_t len,
             if (r > 0)
                 continue;
             if (r == 0) {
-                set_err(err, errlen, "zpfd at %s did not take the request "
+                zpf_errf(err, errlen, "zpfd at %s did not take the request "
                         "within %u ms; it may be stuck", path,
                         (unsigned)timeout_ms);
                 return ZPF_EIO;
             }
             errno = -r;
         }
-        set_err(err, errlen, "cannot send to zpfd at %s: %s", path,
+        zpf_errf(err, errlen, "cannot send to zpfd at %s: %s", path,
                 strerror(errno));
         return ZPF_EIO;
     }
@@ -1636,7 +1627,7 @@ static int call_recv(int fd, const char *path, uint64_t deadline,
     for (;;) {
         if (len == cap) {
             if (cap >= ZPF_CTL_REPLY_MAX) {
-                set_err(err, errlen, "zpfd at %s sent a reply over %u bytes; "
+                zpf_errf(err, errlen, "zpfd at %s sent a reply over %u bytes; "
                         "giving up", path, (unsigned)ZPF_CTL_REPLY_MAX);
                 free(buf);
                 return ZPF_EIO;
@@ -1661,8 +1652,8 @@ static int call_recv(int fd, const char *path, uint64_t deadline,
             continue;
         }
         if (n == 0) {
-            set_err(err, errlen, "zpfd at %s closed the connection without "
-                    "a reply; see the agent's log", path);
+            zpf_errf(err, errlen, "zpfd at %s closed the connection without "
+                    "a complete reply; see the agent's log", path);
             free(buf);
             return ZPF_EIO;
         }
@@ -1673,15 +1664,16 @@ static int call_recv(int fd, const char *path, uint64_t deadline,
             if (r > 0)
                 continue;
             if (r == 0) {
-                set_err(err, errlen, "no reply from zpfd at %s within %u ms; "
-                        "it may be stuck (see its log) or busy (-t)", path,
+                zpf_errf(err, errlen, "no reply from zpfd at %s within %u ms; "
+                        "is zpfd running and not stuck (see its log)? raise "
+                        "the limit with -t SECONDS", path,
                         (unsigned)timeout_ms);
                 free(buf);
                 return ZPF_EIO;
             }
             errno = -r;
         }
-        set_err(err, errlen, "cannot read from zpfd at %s: %s", path,
+        zpf_errf(err, errlen, "cannot read from zpfd at %s: %s", path,
                 strerror(errno));
         free(buf);
         return ZPF_EIO;
@@ -1689,20 +1681,29 @@ static int call_recv(int fd, const char *path, uint64_t deadline,
 }
 
 /* Is reply shaped like a protocol version 1 reply? */
-static bool valid_reply(json_t *r)
+/* NULL if r is a well-formed reply, else what is wrong with it. */
+static const char *reply_flaw(json_t *r, char *buf, size_t cap)
 {
     if (!json_is_object(r))
-        return false;
+        return "not a JSON object";
     json_t *v = json_object_get(r, "v");
     json_t *ok = json_object_get(r, "ok");
-    if (!json_is_integer(v) || json_integer_value(v) != ZPF_CTL_VERSION ||
-        !json_is_boolean(ok))
-        return false;
+    if (!json_is_integer(v))
+        return "no \"v\" protocol version";
+    if (json_integer_value(v) != ZPF_CTL_VERSION) {
+        snprintf(buf, cap, "protocol version %lld, not %d",
+                 (long long)json_integer_value(v), ZPF_CTL_VERSION);
+        return buf;
+    }
+    if (!json_is_boolean(ok))
+        return "no \"ok\"";
     if (json_is_true(ok))
-        return json_object_get(r, "result") != NULL;
+        return json_object_get(r, "result") ? NULL : "no \"result\"";
     json_t *e = json_object_get(r, "error");
-    return json_is_object(e) && json_is_string(json_object_get(e, "code")) &&
-           json_is_string(json_object_get(e, "message"));
+    if (json_is_object(e) && json_is_string(json_object_get(e, "code")) &&
+        json_is_string(json_object_get(e, "message")))
+        return NULL;
+    return "no \"error\" with code and message";
 }
 
 int zpf_ctl_call(const char *path, const char *cmd, json_t *args,
@@ -1710,17 +1711,17 @@ int zpf_ctl_call(const char *path, const char *cmd, json_t *args,
                  size_t errlen)
 {
     if (reply == NULL) {
-        set_err(err, errlen, "control: no place for the reply");
+        zpf_errf(err, errlen, "control: no place for the reply");
         return ZPF_EINVAL;
     }
     *reply = NULL;
     if (cmd == NULL || !valid_cmd_name(cmd, strlen(cmd))) {
-        set_err(err, errlen, "bad command name; names are 1..%d of "
+        zpf_errf(err, errlen, "bad command name; names are 1..%d of "
                 "[A-Za-z0-9._-]", ZPF_CTL_CMD_MAX);
         return ZPF_EINVAL;
     }
     if (args != NULL && !json_is_object(args)) {
-        set_err(err, errlen, "command arguments must be a JSON object");
+        zpf_errf(err, errlen, "command arguments must be a JSON object");
         return ZPF_EINVAL;
     }
     struct sockaddr_un sa;
@@ -1728,7 +1729,7 @@ int zpf_ctl_call(const char *path, const char *cmd, json_t *args,
     sa.sun_family = AF_UNIX;
     if (path == NULL || path[0] == '\0' ||
         strlen(path) >= sizeof sa.sun_path) {
-        set_err(err, errlen, "control socket path %s is empty or longer "
+        zpf_errf(err, errlen, "control socket path %s is empty or longer "
                 "than %zu bytes", path != NULL ? path : "(null)",
                 sizeof sa.sun_path - 1);
         return ZPF_EINVAL;
@@ -1741,17 +1742,17 @@ int zpf_ctl_call(const char *path, const char *cmd, json_t *args,
         json_object_set_new(req, "cmd", json_string(cmd)) != 0 ||
         (args != NULL && json_object_set(req, "args", args) != 0)) {
         json_decref(req);
-        set_err(err, errlen, "out of memory");
+        zpf_errf(err, errlen, "out of memory");
         return ZPF_ENOMEM;
     }
     size_t reqlen = 0;
     char *line = dump_line(req, &reqlen);
     if (line == NULL) {
-        set_err(err, errlen, "cannot encode the request (out of memory?)");
+        zpf_errf(err, errlen, "cannot encode the request (out of memory?)");
         return ZPF_ENOMEM;
     }
     if (reqlen > ZPF_CTL_LINE_MAX) {
-        set_err(err, errlen, "request is %zu bytes; the limit is %d", reqlen,
+        zpf_errf(err, errlen, "request is %zu bytes; the limit is %d", reqlen,
                 ZPF_CTL_LINE_MAX);
         free(line);
         return ZPF_E2BIG;
@@ -1762,7 +1763,7 @@ int zpf_ctl_call(const char *path, const char *cmd, json_t *args,
     uint64_t deadline = mono_ms() + timeout_ms;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        set_err(err, errlen, "cannot create a socket: %s", strerror(errno));
+        zpf_errf(err, errlen, "cannot create a socket: %s", strerror(errno));
         free(line);
         return ZPF_EIO;
     }
@@ -1779,17 +1780,24 @@ int zpf_ctl_call(const char *path, const char *cmd, json_t *args,
     free(line);
     if (rc != 0) {
         if (rc == ZPF_ENOMEM)
-            set_err(err, errlen, "out of memory reading the reply");
+            zpf_errf(err, errlen, "out of memory reading the reply");
         return rc;
     }
 
     json_error_t je;
     json_t *r = json_loadb(buf, buflen, JSON_REJECT_DUPLICATES, &je);
     free(buf);
-    if (!valid_reply(r)) {
+    char why[128];
+    const char *flaw = why;
+    if (r == NULL)
+        snprintf(why, sizeof why, "not JSON: column %d", je.column);
+    else
+        flaw = reply_flaw(r, why, sizeof why);
+    if (flaw != NULL) {
         json_decref(r);
-        set_err(err, errlen, "zpfd at %s sent a malformed reply; is that "
-                "socket really zpfd's, and of the same version?", path);
+        zpf_errf(err, errlen, "zpfd at %s sent a reply that cannot be read "
+                "(%s); is that socket really zpfd's, and of the same "
+                "version?", path, flaw);
         return ZPF_EIO;
     }
     *reply = r;

@@ -44,6 +44,8 @@
  */
 #include "store.h"
 
+#include "errbuf.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -191,19 +193,6 @@ struct zpf_store {
 
 /* --- messages ------------------------------------------------------------- */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static void errno_text(int e, char *buf, size_t len)
 {
     if (strerror_r(e, buf, len) != 0)
@@ -249,7 +238,7 @@ static int fail_errno(int e, const char *what, const char *path, char *err,
         advice = "check data_dir in the configuration";
         break;
     }
-    seterr(err, errlen, "%s %s: %s; %s", what, path, et, advice);
+    zpf_errf(err, errlen, "%s %s: %s; %s", what, path, et, advice);
     return code;
 }
 
@@ -282,7 +271,7 @@ static int fail_sqlite(struct zpf_store *st, int rc, const char *what,
                 (prim == SQLITE_IOERR &&
                  (sys == ENOSPC || sys == EDQUOT));
     if (full) {
-        seterr(err, errlen,
+        zpf_errf(err, errlen,
                "%s: disk full writing %s: free space on that filesystem; "
                "zpfd keeps running from memory and retries", what, st->path);
         return ZPF_ENOSPC;
@@ -294,11 +283,11 @@ static int fail_sqlite(struct zpf_store *st, int rc, const char *what,
     case SQLITE_CANTOPEN:
         if (prim == SQLITE_CANTOPEN && sys != 0 && sys != EACCES &&
             sys != EPERM && sys != EROFS) {
-            seterr(err, errlen, "%s: cannot open %s: %s (%s); check data_dir "
+            zpf_errf(err, errlen, "%s: cannot open %s: %s (%s); check data_dir "
                    "in the configuration", what, st->path, msg, et);
             return ZPF_EIO;
         }
-        seterr(err, errlen,
+        zpf_errf(err, errlen,
                "%s: cannot write %s: %s%s%s; give the user zpfd runs as "
                "write access to it and its directory (or put data_dir on a "
                "writable filesystem)", what, st->path, msg,
@@ -306,7 +295,7 @@ static int fail_sqlite(struct zpf_store *st, int rc, const char *what,
         return ZPF_EPERM;
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
-        seterr(err, errlen,
+        zpf_errf(err, errlen,
                "%s: %s is damaged or not a database (%s): stop zpfd, move "
                "it aside together with any zpf.db-wal and zpf.db-shm, and "
                "start again; the agent rebuilds its state from the cluster",
@@ -314,20 +303,20 @@ static int fail_sqlite(struct zpf_store *st, int rc, const char *what,
         return ZPF_EIO;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-        seterr(err, errlen,
+        zpf_errf(err, errlen,
                "%s: %s is locked by another process for more than %d ms "
                "(an open sqlite3 shell or a backup?): end that "
                "transaction; zpfd retries", what, st->path,
                ZPF_STORE_BUSY_MS);
         return ZPF_EBUSY;
     case SQLITE_NOMEM:
-        seterr(err, errlen, "%s: out of memory in SQLite on %s", what,
+        zpf_errf(err, errlen, "%s: out of memory in SQLite on %s", what,
                st->path);
         return ZPF_ENOMEM;
     default:
         break;
     }
-    seterr(err, errlen, "%s: %s: %s%s%s", what, st->path, msg,
+    zpf_errf(err, errlen, "%s: %s: %s%s%s", what, st->path, msg,
            sys ? ": " : "", et);
     return ZPF_EIO;
 }
@@ -460,7 +449,7 @@ static int make_dir(const char *dir, char *err, size_t errlen)
     if (stat(dir, &sb) != 0)
         return fail_errno(errno, "cannot use data_dir", dir, err, errlen);
     if (!S_ISDIR(sb.st_mode)) {
-        seterr(err, errlen,
+        zpf_errf(err, errlen,
                "data_dir %s exists and is not a directory: remove it or set "
                "data_dir to a directory", dir);
         return ZPF_EIO;
@@ -481,7 +470,7 @@ static int make_file(struct zpf_store *st, char *err, size_t errlen)
     if (fstat(fd, &sb) != 0) {
         rc = fail_errno(errno, "cannot stat", st->path, err, errlen);
     } else if (!S_ISREG(sb.st_mode)) {
-        seterr(err, errlen, "%s is not a regular file: move it aside",
+        zpf_errf(err, errlen, "%s is not a regular file: move it aside",
                st->path);
         rc = ZPF_EIO;
     } else if ((sb.st_mode & 077) != 0 && fchmod(fd, 0600) != 0) {
@@ -537,7 +526,7 @@ static int migrate(struct zpf_store *st, char *err, size_t errlen)
     rc = query_int(st, "PRAGMA user_version", &v, NULL, NULL, 0);
     if (rc == SQLITE_OK && v > ZPF_STORE_SCHEMA_VERSION) {
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-        seterr(err, errlen, "%s: %s was upgraded to schema version %" PRId64
+        zpf_errf(err, errlen, "%s: %s was upgraded to schema version %" PRId64
                " by a newer zpfd while this one opened it", what, st->path,
                v);
         return ZPF_EVERSION;
@@ -592,7 +581,7 @@ static int check_file(struct zpf_store *st, int64_t *version, char *err,
 
     bool ours = app == ZPF_STORE_APPLICATION_ID;
     if ((v == 0 && objects != 0) || (v != 0 && !ours) || v < 0) {
-        seterr(err, errlen,
+        zpf_errf(err, errlen,
                "%s is an SQLite database, but not a zpf store "
                "(application_id %" PRId64 ", user_version %" PRId64 "): "
                "set data_dir to a directory of zpfd's own, or move the file "
@@ -600,7 +589,7 @@ static int check_file(struct zpf_store *st, int64_t *version, char *err,
         return ZPF_EIO;
     }
     if (v > ZPF_STORE_SCHEMA_VERSION) {
-        seterr(err, errlen,
+        zpf_errf(err, errlen,
                "%s has schema version %" PRId64 ", newer than the %d this "
                "zpfd knows: run the newer zpfd, or move the file aside (the "
                "agent rebuilds its state from the cluster)",
@@ -621,7 +610,7 @@ static int set_pragmas(struct zpf_store *st, char *err, size_t errlen)
     if (rc != SQLITE_OK)
         return fail_sqlite(st, rc, what, err, errlen);
     if (mode == NULL || strcmp(mode, "wal") != 0) {
-        seterr(err, errlen,
+        zpf_errf(err, errlen,
                "%s: cannot use WAL mode (journal_mode is %s); put data_dir "
                "on a local filesystem", st->path, mode ? mode : "unknown");
         return ZPF_EIO;
@@ -690,24 +679,24 @@ int zpf_store_open_with_fault(const char *data_dir,
                               char *err, size_t errlen)
 {
     if (out == NULL) {
-        seterr(err, errlen, "zpf_store_open: out is NULL");
+        zpf_errf(err, errlen, "zpf_store_open: out is NULL");
         return ZPF_EINVAL;
     }
     *out = NULL;
     if (data_dir == NULL || data_dir[0] == '\0') {
-        seterr(err, errlen, "zpf_store_open: data_dir is empty; set "
+        zpf_errf(err, errlen, "zpf_store_open: data_dir is empty; set "
                "data_dir in the configuration");
         return ZPF_EINVAL;
     }
     if (strnlen(data_dir, ZPF_STORE_DIR_MAX + 1) > ZPF_STORE_DIR_MAX) {
-        seterr(err, errlen, "zpf_store_open: data_dir is longer than %d "
+        zpf_errf(err, errlen, "zpf_store_open: data_dir is longer than %d "
                "bytes", ZPF_STORE_DIR_MAX);
         return ZPF_EINVAL;
     }
 
     struct zpf_store *st = calloc(1, sizeof *st);
     if (st == NULL) {
-        seterr(err, errlen, "opening the store in %s: out of memory",
+        zpf_errf(err, errlen, "opening the store in %s: out of memory",
                data_dir);
         return ZPF_ENOMEM;
     }
@@ -766,12 +755,12 @@ static int check_key(const char *fn, const char *key, char *err,
                      size_t errlen)
 {
     if (key == NULL) {
-        seterr(err, errlen, "%s: key is NULL", fn);
+        zpf_errf(err, errlen, "%s: key is NULL", fn);
         return ZPF_EINVAL;
     }
     size_t len = strnlen(key, ZPF_STORE_KEY_MAX + 1);
     if (len == 0 || len > ZPF_STORE_KEY_MAX) {
-        seterr(err, errlen, "%s: key must be 1..%d bytes", fn,
+        zpf_errf(err, errlen, "%s: key must be 1..%d bytes", fn,
                ZPF_STORE_KEY_MAX);
         return ZPF_EINVAL;
     }
@@ -779,7 +768,7 @@ static int check_key(const char *fn, const char *key, char *err,
         char c = key[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
               (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.')) {
-            seterr(err, errlen, "%s: key may hold only letters, digits, "
+            zpf_errf(err, errlen, "%s: key may hold only letters, digits, "
                    "'_', '-' and '.' (byte %zu is not one)", fn, i);
             return ZPF_EINVAL;
         }
@@ -826,7 +815,7 @@ int zpf_store_get_u64(struct zpf_store *st, const char *key, uint64_t *val,
 {
     static const char fn[] = "zpf_store_get_u64";
     if (st == NULL || val == NULL) {
-        seterr(err, errlen, "%s: %s is NULL", fn, st ? "val" : "store");
+        zpf_errf(err, errlen, "%s: %s is NULL", fn, st ? "val" : "store");
         return ZPF_EINVAL;
     }
     int rc = check_key(fn, key, err, errlen);
@@ -843,7 +832,7 @@ int zpf_store_get_u64(struct zpf_store *st, const char *key, uint64_t *val,
         return code;
     }
     if (!found) {
-        seterr(err, errlen, "%s is not set in %s", key, st->path);
+        zpf_errf(err, errlen, "%s is not set in %s", key, st->path);
         return ZPF_ENOENT;
     }
     *val = v;
@@ -855,14 +844,14 @@ int zpf_store_set_u64(struct zpf_store *st, const char *key, uint64_t val,
 {
     static const char fn[] = "zpf_store_set_u64";
     if (st == NULL) {
-        seterr(err, errlen, "%s: store is NULL", fn);
+        zpf_errf(err, errlen, "%s: store is NULL", fn);
         return ZPF_EINVAL;
     }
     int rc = check_key(fn, key, err, errlen);
     if (rc < 0)
         return rc;
     if (strcmp(key, ZPF_STORE_EPOCH_KEY) == 0) {
-        seterr(err, errlen, "%s: %s only moves through "
+        zpf_errf(err, errlen, "%s: %s only moves through "
                "zpf_store_next_epoch(), so it never goes backwards", fn,
                key);
         return ZPF_EINVAL;
@@ -881,12 +870,12 @@ int zpf_store_next_epoch(struct zpf_store *st, uint64_t floor, uint64_t *out,
 {
     static const char what[] = "advancing the boot epoch";
     if (st == NULL || out == NULL) {
-        seterr(err, errlen, "zpf_store_next_epoch: %s is NULL",
+        zpf_errf(err, errlen, "zpf_store_next_epoch: %s is NULL",
                st ? "out" : "store");
         return ZPF_EINVAL;
     }
     if (floor > ZPF_STORE_EPOCH_MAX) {
-        seterr(err, errlen, "%s: floor %" PRIu64 " is above the largest "
+        zpf_errf(err, errlen, "%s: floor %" PRIu64 " is above the largest "
                "boot epoch %" PRIu32 " (the clock is wrong?)", what, floor,
                (uint32_t)ZPF_STORE_EPOCH_MAX);
         return ZPF_ELIMIT;
@@ -901,7 +890,7 @@ int zpf_store_next_epoch(struct zpf_store *st, uint64_t floor, uint64_t *out,
         return tx_fail(st, true, rc, what, err, errlen);
     if (e >= ZPF_STORE_EPOCH_MAX) {
         tx_abort(st, true);
-        seterr(err, errlen, "%s: the boot epoch in %s reached its limit "
+        zpf_errf(err, errlen, "%s: the boot epoch in %s reached its limit "
                "%" PRIu32 ": move the file aside and restart (the agent "
                "rebuilds its state from the cluster)", what, st->path,
                (uint32_t)ZPF_STORE_EPOCH_MAX);
@@ -992,13 +981,13 @@ int zpf_store_save_members(struct zpf_store *st,
     static const char fn[] = "zpf_store_save_members";
     static const char what[] = "saving the member list";
     if (st == NULL || (m == NULL && n > 0)) {
-        seterr(err, errlen, "%s: %s is NULL", fn, st ? "m" : "store");
+        zpf_errf(err, errlen, "%s: %s is NULL", fn, st ? "m" : "store");
         return ZPF_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
         const char *why = member_problem(&m[i]);
         if (why != NULL) {
-            seterr(err, errlen, "%s: member %zu: %s; nothing saved", fn, i,
+            zpf_errf(err, errlen, "%s: member %zu: %s; nothing saved", fn, i,
                    why);
             return ZPF_EINVAL;
         }
@@ -1021,7 +1010,7 @@ int zpf_store_save_members(struct zpf_store *st,
             rc == SQLITE_CONSTRAINT_UNIQUE) {
             char pn[NAME_MAX_LEN + 1];
             tx_abort(st, false);
-            seterr(err, errlen, "%s: member %zu: name \"%s\" is given "
+            zpf_errf(err, errlen, "%s: member %zu: name \"%s\" is given "
                    "twice; nothing saved", fn, i,
                    printable(m[i].name, NAME_MAX_LEN, pn, sizeof pn));
             return ZPF_EINVAL;
@@ -1071,7 +1060,7 @@ int zpf_store_load_members(struct zpf_store *st,
 {
     static const char what[] = "loading the member list";
     if (st == NULL || cb == NULL) {
-        seterr(err, errlen, "zpf_store_load_members: %s is NULL",
+        zpf_errf(err, errlen, "zpf_store_load_members: %s is NULL",
                st ? "cb" : "store");
         return ZPF_EINVAL;
     }
@@ -1081,7 +1070,7 @@ int zpf_store_load_members(struct zpf_store *st,
     while ((rc = step(st, S_MEMBERS_LOAD, "members_load")) == SQLITE_ROW) {
         if (!member_row(s, &m)) {
             done(st, S_MEMBERS_LOAD);
-            seterr(err, errlen, "%s: row %d of the members table in %s does "
+            zpf_errf(err, errlen, "%s: row %d of the members table in %s does "
                    "not hold a valid member: it was not written by zpfd; "
                    "delete the row, or move the file aside", what, count,
                    st->path);
@@ -1089,7 +1078,7 @@ int zpf_store_load_members(struct zpf_store *st,
         }
         if (count == INT_MAX) {
             done(st, S_MEMBERS_LOAD);
-            seterr(err, errlen, "%s: %s holds more members than a count "
+            zpf_errf(err, errlen, "%s: %s holds more members than a count "
                    "can say", what, st->path);
             return ZPF_E2BIG;
         }
@@ -1118,28 +1107,28 @@ int zpf_store_save_keys(struct zpf_store *st, uint64_t version,
     static const char fn[] = "zpf_store_save_keys";
     static const char what[] = "saving the keyring";
     if (st == NULL || keys == NULL) {
-        seterr(err, errlen, "%s: %s is NULL", fn, st ? "keys" : "store");
+        zpf_errf(err, errlen, "%s: %s is NULL", fn, st ? "keys" : "store");
         return ZPF_EINVAL;
     }
     if (n == 0 || n > ZPF_STORE_KEYS_MAX) {
-        seterr(err, errlen, "%s: a keyring holds 1..%d keys, not %zu", fn,
+        zpf_errf(err, errlen, "%s: a keyring holds 1..%d keys, not %zu", fn,
                ZPF_STORE_KEYS_MAX, n);
         return ZPF_EINVAL;
     }
     if (primary >= n) {
-        seterr(err, errlen, "%s: primary index %zu is not below the key "
+        zpf_errf(err, errlen, "%s: primary index %zu is not below the key "
                "count %zu", fn, primary, n);
         return ZPF_EINVAL;
     }
     if (version > INT64_MAX) {
-        seterr(err, errlen, "%s: version %" PRIu64 " is above INT64_MAX",
+        zpf_errf(err, errlen, "%s: version %" PRIu64 " is above INT64_MAX",
                fn, version);
         return ZPF_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < i; j++) {
             if (sodium_memcmp(keys[i], keys[j], ZPF_STORE_KEY_LEN) == 0) {
-                seterr(err, errlen, "%s: key %zu is the same as key %zu", fn,
+                zpf_errf(err, errlen, "%s: key %zu is the same as key %zu", fn,
                        i, j);
                 return ZPF_EINVAL;
             }
@@ -1176,7 +1165,7 @@ int zpf_store_load_keys(struct zpf_store *st, uint64_t *version,
     static const char what[] = "loading the keyring";
     if (st == NULL || version == NULL || keys == NULL || n == NULL ||
         primary == NULL) {
-        seterr(err, errlen, "zpf_store_load_keys: %s is NULL",
+        zpf_errf(err, errlen, "zpf_store_load_keys: %s is NULL",
                st == NULL ? "store" : version == NULL ? "version"
                                     : keys == NULL    ? "keys"
                                     : n == NULL       ? "n"
@@ -1199,7 +1188,7 @@ int zpf_store_load_keys(struct zpf_store *st, uint64_t *version,
                 break;
             }
             if ((size_t)nkeys > max) {
-                seterr(err, errlen, "%s: %s holds %lld keys, more than the "
+                zpf_errf(err, errlen, "%s: %s holds %lld keys, more than the "
                        "%zu there is room for", what, st->path,
                        (long long)nkeys, max);
                 code = ZPF_E2BIG;
@@ -1221,7 +1210,7 @@ int zpf_store_load_keys(struct zpf_store *st, uint64_t *version,
         if (rc != SQLITE_ROW && rc != SQLITE_DONE)
             code = fail_sqlite(st, rc, what, err, errlen);
         else if (got == 0) {
-            seterr(err, errlen, "no keyring saved in %s", st->path);
+            zpf_errf(err, errlen, "no keyring saved in %s", st->path);
             code = ZPF_ENOENT;
         } else if (got != (size_t)nkeys) {
             damage = "a key is missing";
@@ -1229,7 +1218,7 @@ int zpf_store_load_keys(struct zpf_store *st, uint64_t *version,
     }
     done(st, S_KEYS_LOAD);
     if (damage != NULL) {
-        seterr(err, errlen, "%s: the keyring in %s is damaged (%s): install "
+        zpf_errf(err, errlen, "%s: the keyring in %s is damaged (%s): install "
                "the keys again (zpfctl), or move the file aside", what,
                st->path, damage);
         code = ZPF_EIO;

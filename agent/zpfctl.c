@@ -9,10 +9,9 @@
  * line each way) and prints the result through zpfctl_fmt.c, which holds
  * every formatting decision so tests can pin it without a socket.
  *
- * The client here is a small blocking one of its own (socket, connect,
- * write, poll, read) rather than the server's library code, so zpfctl keeps
- * working, and keeps telling the operator what is wrong, whatever state the
- * agent's side is in.  One deadline covers the whole exchange.
+ * The client is zpf_ctl_call() (control.h): blocking, one deadline for the
+ * whole exchange, and a message saying what to do whenever the agent cannot
+ * be reached or answers something that is not a control reply.
  *
  * Exit codes are an interface for scripts:
  *
@@ -29,14 +28,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/un.h>
 #include <termios.h>
 #include <time.h>
@@ -47,20 +44,8 @@
 
 #include "agent.h" /* ZPF_VERSION, and ZPF_DEFAULT_SOCKET via conf.h */
 #include "zpf/error.h"
+#include "control.h"
 #include "zpfctl_fmt.h"
-
-/* The protocol's bound on a request line, newline included; the agent
- * answers a longer one with line_too_long and hangs up. */
-#define ZPFCTL_LINE_MAX 65536
-
-/* Replies have no protocol bound: members of a 10,000-node cluster is a few
- * MiB.  256 MiB is far past any real reply and still keeps a confused peer
- * from making zpfctl eat all memory. */
-#define ZPFCTL_REPLY_MAX ((size_t)256 << 20)
-
-/* First read buffer: a whole line for every reply but members and
- * metrics of a big cluster, which grow it by doubling. */
-#define ZPFCTL_REPLY_FIRST 65536
 
 /* Default -t: long enough for a members reply of 10,000 nodes from a busy
  * agent, short enough that a hung agent does not hang a script. */
@@ -68,11 +53,6 @@
 
 /* -t above a day is a typo, and keeps seconds * 1000 inside uint32_t. */
 #define ZPFCTL_TIMEOUT_MAX_S 86400.0
-
-/* A non-blocking connect to a UNIX socket whose accept backlog is full
- * fails with EAGAIN instead of waiting; retry at this pace until the
- * deadline. */
-#define ZPFCTL_CONNECT_RETRY_MS 10
 
 /* Cluster keys are 32 bytes: the XChaCha20-Poly1305 key size. */
 #define ZPFCTL_KEY_BYTES 32
@@ -96,11 +76,6 @@ enum {
 };
 
 #define USAGE "zpfctl [-s SOCKET] [-t SECONDS] [--json] COMMAND [ARGS]"
-
-/* Said with every failure to reach the agent: the three usual causes. */
-#define HINT                                                                   \
-    "is zpfd running? is the socket path right (-s, ZPF_SOCKET)? are you in " \
-    "the control group?"
 
 struct zpfctl {
     const char *socket;
@@ -170,208 +145,6 @@ static int emit(int rc, char *text, size_t len, const char *err)
 
 /* --- the client ----------------------------------------------------------- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Wait until fd is ready for events or the deadline passes: 1 ready,
- * 0 timed out, negative errno. */
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0)
-            return 0;
-        struct pollfd p = {.fd = fd, .events = events};
-        int n = poll(&p, 1, left > INT32_MAX ? INT32_MAX : (int)left);
-        if (n > 0)
-            return 1;
-        if (n < 0 && errno != EINTR)
-            return -errno;
-    }
-}
-
-static int timed_out(const char *path, uint32_t timeout_ms, const char *what,
-                     char *err, size_t errlen)
-{
-    snprintf(err, errlen,
-             "no reply from zpfd on %s within %.3gs (%s); is zpfd running "
-             "and not stuck? raise the limit with -t SECONDS",
-             path, timeout_ms / 1000.0, what);
-    return ZPF_EIO;
-}
-
-static int connect_error(const char *path, int e, char *err, size_t errlen)
-{
-    if (e == EACCES || e == EPERM) {
-        snprintf(err, errlen,
-                 "cannot connect to %s: %s; you need to be in zpfd's "
-                 "control group (or root) to use its socket",
-                 path, strerror(e));
-        return ZPF_EPERM;
-    }
-    snprintf(err, errlen, "cannot connect to %s: %s; " HINT, path,
-             strerror(e));
-    return e == ENOENT ? ZPF_ENOENT : ZPF_EIO;
-}
-
-static int ctl_connect(const char *path, uint32_t timeout_ms,
-                       int64_t deadline, char *err, size_t errlen)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof sa.sun_path) {
-        snprintf(err, errlen, "socket path \"%s\" must be 1 to %zu bytes",
-                 path, sizeof sa.sun_path - 1);
-        return ZPF_EINVAL;
-    }
-    memcpy(sa.sun_path, path, n);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot create a socket: %s", strerror(errno));
-        return ZPF_EIO;
-    }
-    for (;;) {
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
-            return fd;
-        int e = errno;
-        if (e == EAGAIN) {
-            if (now_ms() >= deadline)
-                break;
-            poll(NULL, 0, ZPFCTL_CONNECT_RETRY_MS);
-            continue;
-        }
-        if (e != EINPROGRESS && e != EINTR) {
-            close(fd);
-            return connect_error(path, e, err, errlen);
-        }
-        int w = wait_fd(fd, POLLOUT, deadline);
-        if (w == 0)
-            break;
-        int soerr = 0;
-        socklen_t sl = sizeof soerr;
-        if (w < 0)
-            soerr = -w;
-        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-            soerr = errno;
-        if (soerr == 0)
-            return fd;
-        close(fd);
-        return connect_error(path, soerr, err, errlen);
-    }
-    close(fd);
-    return timed_out(path, timeout_ms, "connecting", err, errlen);
-}
-
-static int send_all(int fd, const char *buf, size_t len, const char *path,
-                    uint32_t timeout_ms, int64_t deadline, char *err,
-                    size_t errlen)
-{
-    while (len > 0) {
-        /* MSG_NOSIGNAL: an agent that hangs up is an error to report, not
-         * a SIGPIPE that kills zpfctl without a word. */
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-        if (n > 0) {
-            buf += n;
-            len -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            snprintf(err, errlen, "cannot send to zpfd on %s: %s; " HINT,
-                     path, strerror(errno));
-            return ZPF_EIO;
-        }
-        int w = wait_fd(fd, POLLOUT, deadline);
-        if (w == 0)
-            return timed_out(path, timeout_ms, "sending", err, errlen);
-        if (w < 0) {
-            snprintf(err, errlen, "cannot send to zpfd on %s: %s", path,
-                     strerror(-w));
-            return ZPF_EIO;
-        }
-    }
-    return 0;
-}
-
-/* Read up to and without the first newline into *line (NUL-terminated,
- * free() it).  Bytes after the newline are ignored: zpfctl sends one
- * request per connection. */
-static int recv_line(int fd, const char *path, uint32_t timeout_ms,
-                     int64_t deadline, char **line, size_t *linelen,
-                     char *err, size_t errlen)
-{
-    size_t cap = ZPFCTL_REPLY_FIRST, len = 0;
-    char *buf = malloc(cap);
-    if (buf == NULL)
-        goto oom;
-    for (;;) {
-        if (cap - len < 2) {
-            if (cap >= ZPFCTL_REPLY_MAX) {
-                snprintf(err, errlen,
-                         "the reply from zpfd on %s is over %zu MiB; is "
-                         "something other than zpfd listening there?",
-                         path, ZPFCTL_REPLY_MAX >> 20);
-                free(buf);
-                return ZPF_E2BIG;
-            }
-            size_t ncap = cap * 2 > ZPFCTL_REPLY_MAX ? ZPFCTL_REPLY_MAX
-                                                     : cap * 2;
-            char *nb = realloc(buf, ncap);
-            if (nb == NULL)
-                goto oom;
-            buf = nb;
-            cap = ncap;
-        }
-        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
-        if (n > 0) {
-            char *nl = memchr(buf + len, '\n', (size_t)n);
-            len += (size_t)n;
-            if (nl != NULL) {
-                *nl = '\0';
-                *line = buf;
-                *linelen = (size_t)(nl - buf);
-                return 0;
-            }
-            continue;
-        }
-        if (n == 0) {
-            snprintf(err, errlen,
-                     "zpfd on %s closed the connection without %s reply; "
-                     "is zpfd running? see its log",
-                     path, len ? "a complete" : "a");
-            free(buf);
-            return ZPF_EIO;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            snprintf(err, errlen, "cannot read from zpfd on %s: %s; " HINT,
-                     path, strerror(errno));
-            free(buf);
-            return ZPF_EIO;
-        }
-        int w = wait_fd(fd, POLLIN, deadline);
-        if (w <= 0) {
-            free(buf);
-            if (w == 0)
-                return timed_out(path, timeout_ms, "waiting for the reply",
-                                 err, errlen);
-            snprintf(err, errlen, "cannot read from zpfd on %s: %s", path,
-                     strerror(-w));
-            return ZPF_EIO;
-        }
-    }
-oom:
-    free(buf);
-    snprintf(err, errlen, "out of memory reading the reply");
-    return ZPF_ENOMEM;
-}
-
 /*
  * One request, one reply: connect to path, send {"v":1,"cmd":cmd,"args":
  * args} (args borrowed, may be NULL), read one line, check it is a control
@@ -383,64 +156,18 @@ static int ctl_call(const char *path, const char *cmd, json_t *args,
                     uint32_t timeout_ms, json_t **reply, char *err,
                     size_t errlen)
 {
-    int64_t deadline = now_ms() + timeout_ms;
-    *reply = NULL;
-
-    json_t *req = json_pack("{s:i, s:s}", "v", ZPF_CTLFMT_PROTOCOL_VERSION,
-                            "cmd", cmd);
-    if (req == NULL || (args && json_object_set(req, "args", args) < 0)) {
-        json_decref(req);
-        snprintf(err, errlen, "out of memory building the request");
-        return ZPF_ENOMEM;
-    }
-    char *text = json_dumps(req, JSON_COMPACT);
-    json_decref(req);
-    if (text == NULL) {
-        snprintf(err, errlen, "out of memory building the request");
-        return ZPF_ENOMEM;
-    }
-    size_t tlen = strlen(text);
-    if (tlen + 1 > ZPFCTL_LINE_MAX) {
-        snprintf(err, errlen, "the request is %zu bytes, over the "
-                              "protocol's %d", tlen + 1, ZPFCTL_LINE_MAX);
-        free(text);
-        return ZPF_E2BIG;
-    }
-    text[tlen] = '\n'; /* replaces the NUL; sent as a counted buffer */
-
-    int fd = ctl_connect(path, timeout_ms, deadline, err, errlen);
-    if (fd < 0) {
-        free(text);
-        return fd;
-    }
-    int rc = send_all(fd, text, tlen + 1, path, timeout_ms, deadline, err,
-                      errlen);
-    free(text);
-    char *line = NULL;
-    size_t linelen = 0;
-    if (rc == 0)
-        rc = recv_line(fd, path, timeout_ms, deadline, &line, &linelen, err,
-                       errlen);
-    close(fd);
+    json_t *r = NULL;
+    int rc = zpf_ctl_call(path, cmd, args, timeout_ms, &r, err, errlen);
     if (rc < 0)
         return rc;
-
-    json_error_t jerr;
-    json_t *r = json_loadb(line, linelen, 0, &jerr);
-    free(line);
+    /* zpf_ctl_call() checked it is a JSON object; check it is a reply. */
     char why[256];
-    if (r == NULL) {
-        snprintf(why, sizeof why, "not JSON: %s at column %d", jerr.text,
-                 jerr.column);
-        rc = ZPF_EFIELD;
-    } else {
-        rc = zpf_ctlfmt_reply(r, NULL, NULL, NULL, why, sizeof why);
-        if (rc >= 0) {
-            *reply = r;
-            return 0;
-        }
-        json_decref(r);
+    rc = zpf_ctlfmt_reply(r, NULL, NULL, NULL, why, sizeof why);
+    if (rc >= 0) {
+        *reply = r;
+        return 0;
     }
+    json_decref(r);
     char *clean = NULL;
     zpf_ctlfmt_clean(why, strlen(why), &clean);
     snprintf(err, errlen,

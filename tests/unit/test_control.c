@@ -1383,7 +1383,8 @@ static void call_errors(void **state)
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(fd, 4), 0);
     static const char *answers[] = {"hello\n", "{\"v\":1}\n", ""};
-    static const char *want[] = {"malformed", "malformed", "without a reply"};
+    static const char *want[] = {"not JSON", "no \"ok\"",
+                                 "without a complete reply"};
     for (int i = 0; i < 3; i++) {
         pid_t pid = fork();
         assert_true(pid >= 0);
