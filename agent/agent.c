@@ -63,7 +63,8 @@
 #define SEEDS_MAX 64            /* addresses tried per join attempt */
 
 enum { AMSG_KEYRING_REQ = 1, AMSG_KEYRING_DOC = 2 };
-#define DOC_MAX (10 + ZPF_KEYS_MAX * ZPF_KEY_LEN)
+/* A keyring document: type, version (8), count, primary, the keys. */
+#define DOC_MAX (11 + ZPF_KEYS_MAX * ZPF_KEY_LEN)
 
 struct job;
 typedef int (*job_fn)(struct job *j);
@@ -87,6 +88,9 @@ struct job {
     char *path;
     char *text;
     size_t text_len;
+    bool secret;        /* text holds keys: wipe it */
+    bool keysrc;        /* a keyring file: on success, u64 is its digest */
+    uint64_t digest;
 };
 
 struct resolve {
@@ -109,6 +113,11 @@ struct zpf_agent {
 
     struct zpf_keyring keyring;
     uint64_t keyring_version;
+    uint32_t keyring_digest;   /* of a->keyring; with the version, its rank */
+    /* Digest of the configured key source (file or inline keys) as zpfd last
+     * read or wrote it: only a source that differs from it is an operator's
+     * edit; otherwise the store's keyring, newer, wins. */
+    uint64_t keysrc;
     bool sealed;
     uint64_t keyring_asked_version; /* last version requested, and when */
     uint64_t keyring_asked_at;
@@ -234,12 +243,17 @@ static void job_free(struct job *j)
     if (j->members)
         free(j->members);
     sodium_memzero(j->keys, sizeof j->keys);
+    if (j->text && j->secret)
+        sodium_memzero(j->text, j->text_len);
     free(j->path);
     free(j->text);
     free(j);
 }
 
 static void job_next(struct zpf_agent *a);
+static struct job *job_new(struct zpf_agent *a, job_fn run, const char *what);
+static void job_push(struct zpf_agent *a, struct job *j);
+static int run_save_u64(struct job *j);
 
 static void job_work_cb(uv_work_t *req)
 {
@@ -252,6 +266,21 @@ static void job_after_cb(uv_work_t *req, int status)
     struct job *j = req->data;
     struct zpf_agent *a = j->a;
     a->job_running = false;
+    if (status == 0 && j->rc == 0 && j->keysrc) {
+        /* The file now holds what the cluster uses. */
+        a->keysrc = j->digest;
+        if (a->store) {
+            struct job *k = job_new(a, run_save_u64, "keyring source");
+            if (k) {
+                k->path = strdup("keyring_source");
+                k->u64 = j->digest;
+                if (k->path)
+                    job_push(a, k);
+                else
+                    job_free(k);
+            }
+        }
+    }
     if (status == 0 && j->rc < 0) {
         a->store_errors++;
         uint32_t suppressed = 0;
@@ -307,6 +336,12 @@ static int run_save_incarnation(struct job *j)
                              sizeof j->err);
 }
 
+static int run_save_u64(struct job *j)
+{
+    return zpf_store_set_u64(j->a->store, j->path, j->u64, j->err,
+                             sizeof j->err);
+}
+
 static int run_save_members(struct job *j)
 {
     return zpf_store_save_members(j->a->store, j->members, j->nmembers,
@@ -320,58 +355,64 @@ static int run_save_keys(struct job *j)
                                j->nkeys, j->primary, j->err, sizeof j->err);
 }
 
-/* Write a whole file atomically: a temporary beside it, fsync, rename. */
+/* Write a whole file atomically: a new temporary beside it (O_EXCL and
+ * O_NOFOLLOW, so nothing planted at the name is followed or reused), fsync,
+ * rename, fsync the directory so the rename survives a power cut. */
 static int write_file_atomic(const char *path, const char *data, size_t len,
                              mode_t mode, char *err, size_t errlen)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >=
-        (int)sizeof tmp) {
-        snprintf(err, errlen, "%s: path too long", path);
+    char tmp[4096], dir[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp) {
+        snprintf(err, errlen, "%.200s: path too long", path);
         return ZPF_EINVAL;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    int fd = mkstemp(tmp); /* O_EXCL | O_CREAT, mode 0600 */
     if (fd < 0) {
-        snprintf(err, errlen, "cannot write %.200s: %s", tmp, strerror(errno));
-        return -errno;
-    }
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, data + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            snprintf(err, errlen, "cannot write %.200s: %s", tmp, strerror(e));
-            close(fd);
-            unlink(tmp);
-            return -e;
-        }
-        off += (size_t)n;
-    }
-    if (fsync(fd) < 0 || close(fd) < 0) {
         int e = errno;
-        snprintf(err, errlen, "cannot write %.200s: %s", tmp, strerror(e));
-        unlink(tmp);
-        return -e;
-    }
-    if (rename(tmp, path) < 0) {
-        int e = errno;
-        snprintf(err, errlen, "cannot rename %.200s: %s", tmp,
+        snprintf(err, errlen, "cannot create a file beside %.200s: %s", path,
                  strerror(e));
+        return -e;
+    }
+    int e = 0;
+    size_t off = 0;
+    while (off < len && e == 0) {
+        ssize_t n = write(fd, data + off, len - off);
+        if (n < 0 && errno != EINTR)
+            e = errno;
+        else if (n > 0)
+            off += (size_t)n;
+    }
+    if (e == 0 && (fchmod(fd, mode) < 0 || fsync(fd) < 0))
+        e = errno;
+    if (close(fd) < 0 && e == 0)
+        e = errno;
+    if (e == 0 && rename(tmp, path) < 0)
+        e = errno;
+    if (e != 0) {
+        snprintf(err, errlen, "cannot write %.200s: %s", path, strerror(e));
         unlink(tmp);
         return -e;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
     }
     return 0;
 }
 
 static int run_write_file(struct job *j)
 {
-    int rc = write_file_atomic(j->path, j->text, j->text_len,
-                               (mode_t)j->u64, j->err, sizeof j->err);
-    if (j->run == run_write_file && j->nkeys) /* a keyring file */
-        sodium_memzero(j->text, j->text_len);
-    return rc;
+    return write_file_atomic(j->path, j->text, j->text_len, (mode_t)j->u64,
+                             j->err, sizeof j->err);
 }
 
 /* --- persistence ---------------------------------------------------------- */
@@ -457,6 +498,8 @@ static void keyring_file_text(const struct zpf_keyring *kr, char *out,
     }
 }
 
+static uint32_t keyring_digest(const struct zpf_keyring *kr);
+
 static void persist_keyring(struct zpf_agent *a)
 {
     if (a->store) {
@@ -485,7 +528,9 @@ static void persist_keyring(struct zpf_agent *a)
         keyring_file_text(&a->keyring, j->text, 4096);
         j->text_len = strlen(j->text);
         j->u64 = 0600;
-        j->nkeys = 1; /* wipe the text after writing */
+        j->secret = true;
+        j->keysrc = true;
+        j->digest = keyring_digest(&a->keyring);
         job_push(a, j);
     }
 }
@@ -510,6 +555,7 @@ static int meta_publish(struct zpf_agent *a)
 {
     uint8_t buf[ZPF_META_MAX];
     a->meta.keyring_version = a->keyring_version;
+    a->meta.keyring_digest = a->keyring_digest;
     int n = zpf_meta_encode(&a->meta, buf, sizeof buf);
     if (n < 0)
         return n;
@@ -547,6 +593,7 @@ static int meta_from_conf(struct zpf_agent *a, const struct zpf_conf *c,
     }
     uint8_t buf[ZPF_META_MAX];
     a->meta.keyring_version = UINT64_MAX; /* the largest it will ever be */
+    a->meta.keyring_digest = UINT32_MAX;
     if (zpf_meta_encode(&a->meta, buf, sizeof buf) < 0) {
         snprintf(err, errlen, "node: zone, provider, instance_id and tags "
                  "together do not fit in %d bytes of gossiped metadata; "
@@ -554,7 +601,50 @@ static int meta_from_conf(struct zpf_agent *a, const struct zpf_conf *c,
         return ZPF_E2BIG;
     }
     a->meta.keyring_version = a->keyring_version;
+    a->meta.keyring_digest = a->keyring_digest;
     return 0;
+}
+
+/* Versions above this are refused: one bad advertiser must not wrap every
+ * later change around to 0. */
+#define KEYRING_VERSION_MAX (UINT64_MAX / 2)
+
+/* The same keys and primary give the same digest, in any order. */
+static uint32_t keyring_digest(const struct zpf_keyring *kr)
+{
+    const struct zpf_key *p = zpf_keyring_primary(kr);
+    if (p == NULL)
+        return 0;
+    uint32_t ids[ZPF_KEYS_MAX];
+    const uint8_t *keys[ZPF_KEYS_MAX];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < kr->n; i++) {
+        /* Insertion sort by id: at most eight. */
+        uint32_t j = n++;
+        while (j > 0 && ids[j - 1] > kr->keys[i].id) {
+            ids[j] = ids[j - 1];
+            keys[j] = keys[j - 1];
+            j--;
+        }
+        ids[j] = kr->keys[i].id;
+        keys[j] = kr->keys[i].bytes;
+    }
+    crypto_generichash_state st;
+    uint8_t out[16];
+    crypto_generichash_init(&st, NULL, 0, sizeof out);
+    crypto_generichash_update(&st, p->bytes, ZPF_KEY_LEN);
+    for (uint32_t i = 0; i < n; i++)
+        crypto_generichash_update(&st, keys[i], ZPF_KEY_LEN);
+    crypto_generichash_final(&st, out, sizeof out);
+    sodium_memzero(&st, sizeof st);
+    return (uint32_t)out[0] << 24 | (uint32_t)out[1] << 16 |
+           (uint32_t)out[2] << 8 | out[3];
+}
+
+/* Keyrings are ranked by (version, digest), the same way on every node. */
+static bool keyring_above(uint64_t v1, uint32_t d1, uint64_t v2, uint32_t d2)
+{
+    return v1 > v2 || (v1 == v2 && d1 > d2);
 }
 
 /* The keyring as a document: version (8, BE), count, primary, keys. */
@@ -599,6 +689,7 @@ static void keyring_adopt(struct zpf_agent *a, const struct zpf_keyring *kr,
 {
     a->keyring = *kr;
     a->keyring_version = version;
+    a->keyring_digest = keyring_digest(kr);
     if (a->net)
         zpf_net_keyring_changed(a->net);
     char id[9];
@@ -626,7 +717,8 @@ static void keyring_consider(struct zpf_agent *a, const char *name,
     (void)name;
     struct zpf_meta m;
     if (!a->sealed || zpf_meta_decode(meta, meta_len, &m) < 0 ||
-        m.keyring_version <= a->keyring_version)
+        !keyring_above(m.keyring_version, m.keyring_digest,
+                       a->keyring_version, a->keyring_digest))
         return;
     uint64_t now = mono_ms();
     if (m.keyring_version == a->keyring_asked_version &&
@@ -652,21 +744,16 @@ static void on_agent_msg(struct zpf_agent *a, const struct zpf_addr *from,
     struct zpf_keyring kr;
     uint64_t version;
     if (keyring_parse(buf, len, &kr, &version) < 0) {
+        sodium_memzero(&kr, sizeof kr);
         char s[64];
         zpf_addr_format(from, s, sizeof s);
         zpf_log(&a->log, ZPF_LOG_WARNING, "malformed keyring document",
                 "from=%s", s);
         return;
     }
-    bool newer = version > a->keyring_version;
-    if (version == a->keyring_version && !zpf_keyring_equal(&kr, &a->keyring)) {
-        /* Two changes at once: both sides keep the larger document. */
-        uint8_t mine[DOC_MAX];
-        size_t n = keyring_doc(&a->keyring, a->keyring_version, mine);
-        newer = len > n || (len == n && memcmp(buf, mine, n) > 0);
-        sodium_memzero(mine, sizeof mine);
-    }
-    if (newer)
+    if (version <= KEYRING_VERSION_MAX &&
+        keyring_above(version, keyring_digest(&kr), a->keyring_version,
+                      a->keyring_digest))
         keyring_adopt(a, &kr, version, "cluster");
     sodium_memzero(&kr, sizeof kr);
 }
@@ -693,9 +780,10 @@ static uint64_t keyring_survey(struct zpf_agent *a, size_t *alive,
         }
         if (zpf_meta_decode(mi.meta, mi.meta_len, &m) < 0)
             continue;
-        if (m.keyring_version == a->keyring_version)
+        if (m.keyring_version == a->keyring_version &&
+            m.keyring_digest == a->keyring_digest)
             (*current)++;
-        if (m.keyring_version > top)
+        if (m.keyring_version > top && m.keyring_version <= KEYRING_VERSION_MAX)
             top = m.keyring_version;
     }
     return top;
@@ -706,7 +794,7 @@ static void keyring_change(struct zpf_agent *a, const struct zpf_keyring *kr)
 {
     size_t alive, current;
     uint64_t top = keyring_survey(a, &alive, &current);
-    keyring_adopt(a, kr, top + 1, "local");
+    keyring_adopt(a, kr, top < KEYRING_VERSION_MAX ? top + 1 : top, "local");
     uint32_t targets[KEYRING_PUSH];
     size_t nt = 0, n = zpf_node_member_count(a->node);
     for (size_t i = 0; i < n; i++) {
@@ -1602,36 +1690,77 @@ static int keyring_from_conf(const struct zpf_conf *c, struct zpf_keyring *kr,
     return n < 0 ? n : 0;
 }
 
-static int keyring_boot(struct zpf_agent *a, char *err, size_t errlen)
+/* Remember the digest of the configured key source, in memory and in the
+ * store. */
+static void keysrc_save(struct zpf_agent *a, uint64_t digest)
 {
-    int rc = keyring_from_conf(&a->conf, &a->keyring, err, errlen);
+    a->keysrc = digest;
+    if (a->store == NULL)
+        return;
+    struct job *k = job_new(a, run_save_u64, "keyring source");
+    if (k == NULL)
+        return;
+    k->path = strdup("keyring_source");
+    k->u64 = digest;
+    if (k->path)
+        job_push(a, k);
+    else
+        job_free(k);
+}
+
+/*
+ * The keyring at start.  The store holds the newest keyring this agent
+ * knew (with its version); the configured source (file or inline keys)
+ * holds what the operator gave it.  The source wins only when it differs
+ * from what zpfd last read from it or wrote to it: then it is an edit, a
+ * local change above the stored version.  Otherwise the store wins, even
+ * when the file could not be rewritten after a rotation (read-only mount,
+ * crash between the two writes): an unchanged, stale source must never
+ * roll the cluster back.
+ */
+static int keyring_boot(struct zpf_agent *a, bool *save, char *err,
+                        size_t errlen)
+{
+    struct zpf_keyring src;
+    int rc = keyring_from_conf(&a->conf, &src, err, errlen);
     if (rc < 0)
         return rc;
+    uint64_t srcd = keyring_digest(&src);
+    a->keyring = src;
     a->keyring_version = 0;
-    if (a->store == NULL)
-        return 0;
-    /* The store remembers the version of what the cluster agreed on.  The
-     * keyring file is rewritten on every change, so the two agree unless an
-     * operator edited the file meanwhile; then the file is a local change
-     * that other members adopt if nobody has a newer one. */
+    *save = true;
     uint8_t keys[ZPF_KEYS_MAX][ZPF_KEY_LEN];
     size_t n = 0, primary = 0;
-    uint64_t version = 0;
+    uint64_t version = 0, stored_src = 0;
     char serr[256];
-    if (zpf_store_load_keys(a->store, &version, keys, ZPF_KEYS_MAX, &n,
-                            &primary, serr, sizeof serr) == 0) {
+    if (a->store &&
+        zpf_store_load_keys(a->store, &version, keys, ZPF_KEYS_MAX, &n,
+                            &primary, serr, sizeof serr) == 0 &&
+        n > 0 && primary < n) {
         struct zpf_keyring stored;
         zpf_keyring_init(&stored);
         for (size_t i = 0; i < n; i++)
             (void)zpf_keyring_add(&stored, keys[i]);
-        if (n > 0 && primary < n)
-            (void)zpf_keyring_use(&stored, zpf_key_id(keys[primary]));
-        a->keyring_version = zpf_keyring_equal(&stored, &a->keyring)
-                                 ? version
-                                 : version + 1;
+        (void)zpf_keyring_use(&stored, zpf_key_id(keys[primary]));
+        bool known = zpf_store_get_u64(a->store, "keyring_source",
+                                       &stored_src, serr, sizeof serr) == 0;
+        if ((known && stored_src == srcd) ||
+            zpf_keyring_equal(&stored, &src)) {
+            a->keyring = stored;
+            a->keyring_version = version;
+            *save = false;
+        } else {
+            a->keyring_version = version + 1;
+            zpf_log(&a->log, ZPF_LOG_NOTICE, "keyring source edited since "
+                    "the last run: it replaces the stored keyring",
+                    "stored_version=%" PRIu64, version);
+        }
         sodium_memzero(&stored, sizeof stored);
     }
     sodium_memzero(keys, sizeof keys);
+    a->keysrc = srcd;
+    a->keyring_digest = keyring_digest(&a->keyring);
+    sodium_memzero(&src, sizeof src);
     return 0;
 }
 
@@ -1676,15 +1805,19 @@ static void reload(struct zpf_agent *a)
      * heartbeat resumes now, and a failing check stops it again. */
     zpf_node_set_health(a->node, true);
     core_arm(a);
-    /* The keyring file: an operator's edit is a change for the cluster. */
+    /* The key source: an operator's edit (it differs from what zpfd last
+     * read or wrote) is a change for the cluster; an unchanged source is
+     * not, even when it lags behind the cluster's keyring. */
     if (a->sealed) {
         struct zpf_keyring kr;
         if (keyring_from_conf(&nc, &kr, err, sizeof err) < 0) {
             char q[1100];
             zpf_log(&a->log, ZPF_LOG_ERROR, "keyring not reloaded",
                     "error=%s", zpf_log_quote(err, q, sizeof q));
-        } else if (!zpf_keyring_equal(&kr, &a->keyring)) {
-            keyring_change(a, &kr);
+        } else if (keyring_digest(&kr) != a->keysrc) {
+            keysrc_save(a, keyring_digest(&kr));
+            if (!zpf_keyring_equal(&kr, &a->keyring))
+                keyring_change(a, &kr);
         }
         sodium_memzero(&kr, sizeof kr);
     }
@@ -1752,8 +1885,9 @@ int zpf_agent_start(uv_loop_t *loop, const char *conf_path,
     }
 
     a->sealed = !a->conf.security.insecure;
+    bool save_keys = false;
     if (a->sealed) {
-        rc = keyring_boot(a, err, errlen);
+        rc = keyring_boot(a, &save_keys, err, errlen);
         if (rc < 0)
             goto out;
     } else {
@@ -1847,8 +1981,22 @@ int zpf_agent_start(uv_loop_t *loop, const char *conf_path,
         uv_timer_stop(&a->metrics_timer);
     core_arm(a);
     persist_incarnation(a);
-    if (a->sealed)
-        persist_keyring(a);
+    if (save_keys) {
+        /* First start, or an edited source: the store learns it (the file
+         * already says it). */
+        keysrc_save(a, a->keysrc);
+        struct job *j = job_new(a, run_save_keys, "keyring");
+        if (j && a->store) {
+            j->u64 = a->keyring_version;
+            j->nkeys = a->keyring.n;
+            j->primary = a->keyring.primary;
+            for (uint32_t i = 0; i < a->keyring.n; i++)
+                memcpy(j->keys[i], a->keyring.keys[i].bytes, ZPF_KEY_LEN);
+            job_push(a, j);
+        } else if (j) {
+            job_free(j);
+        }
+    }
 
     char addr[64], bindstr[64];
     zpf_addr_format(&a->advertise, addr, sizeof addr);

@@ -34,7 +34,7 @@ int zpf_meta_encode(const struct zpf_meta *m, uint8_t *out, size_t cap)
     struct sink s = {out, cap, 0, false};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &s, sink_write);
-    msgpack_pack_map(&pk, 5);
+    msgpack_pack_map(&pk, 6);
     put_str(&pk, "z");
     put_str(&pk, m->zone);
     put_str(&pk, "p");
@@ -49,6 +49,8 @@ int zpf_meta_encode(const struct zpf_meta *m, uint8_t *out, size_t cap)
     }
     put_str(&pk, "k");
     msgpack_pack_uint64(&pk, m->keyring_version);
+    put_str(&pk, "d");
+    msgpack_pack_uint32(&pk, m->keyring_digest);
     return s.overflow ? ZPF_E2BIG : (int)s.len;
 }
 
@@ -263,6 +265,11 @@ static int decode_map(struct rd *r, struct zpf_meta *m)
         } else if (key_is(k, klen, "k")) {
             rc = rd_uint(r, &m->keyring_version);
             rc = rc < 0 ? rc : rc == 0 ? ZPF_EFIELD : 0;
+        } else if (key_is(k, klen, "d")) {
+            uint64_t d;
+            rc = rd_uint(r, &d);
+            rc = rc < 0 ? rc : rc == 0 || d > UINT32_MAX ? ZPF_EFIELD : 0;
+            m->keyring_digest = (uint32_t)d;
         } else if (key_is(k, klen, "t")) {
             uint32_t nt;
             int tk = rd_container(r, &nt);

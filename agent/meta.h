@@ -9,6 +9,7 @@
  *     "z" zone, "p" provider, "i" instance_id   (str)
  *     "t" tags                                   (map of str to str)
  *     "k" keyring version                        (uint)
+ *     "d" keyring digest                         (uint, 32 bits)
  * Unknown keys are skipped, so later versions can add fields; a missing
  * key reads as empty.
  */
@@ -35,6 +36,9 @@ struct zpf_meta {
     struct zpf_meta_tag tags[ZPF_META_TAGS_MAX];
     uint32_t ntags;
     uint64_t keyring_version;
+    /* Which keyring: two changes made at once can share a version, and the
+     * pair (version, digest) orders them the same way everywhere. */
+    uint32_t keyring_digest;
 };
 
 /* Encode into out (cap bytes, normally ZPF_META_MAX).  Returns the length,

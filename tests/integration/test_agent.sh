@@ -593,6 +593,101 @@ t_bad_join_hostname() {
     [ "$ZL_RC" -eq 0 ] || { zl_fail "b2 exited with status $ZL_RC"; return 1; }
 }
 
+# A key source that did not change must never roll the cluster's keyring
+# back: inline keys are never rewritten, and a keyring file may be stale
+# (read-only, or a crash between the store and the file).
+t_keyring_no_rollback() {
+    local ka kb out v ida idb dir=$ZL_DIR/ctl-out
+    mkdir -p "$dir"
+    zl_ports 2 || return 1
+    ka=$(zl_keygen) && kb=$(zl_keygen) || { zl_fail "zpfctl keygen failed"; return 1; }
+    zl_conf r1 "127.0.0.1:$ZL_PORT" --key "$ka" || return 1
+    zl_conf r2 "127.0.0.1:$((ZL_PORT + 1))" --join "127.0.0.1:$ZL_PORT" \
+        --key "$ka" || return 1
+    # r1 takes its key inline instead of from the file.
+    sed -i "s|^  keyring: .*|  keys: [\"$ka\"]|" "$(zl_conf_file r1)"
+    zl_start r1 && zl_start r2 || return 1
+    zl_wait "$CONVERGE_S" "r1 and r2 to see 2 alive" zl_converged 2 r1 r2 ||
+        return 1
+    ida=$(zl_ctl r1 --json keys list | zl_py 'print(d["primary"])') ||
+        { zl_fail "keys list on r1"; return 1; }
+    # What r2's store says its keyring file held before the rotation.
+    local db=$ZL_DIR/r2/data/zpf.db src0
+    src0=$(python3 -c 'import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+print(c.execute("SELECT value FROM kv WHERE key = ?", ("keyring_source",)).fetchone()[0])' "$db") ||
+        { zl_fail "cannot read keyring_source from $db"; return 1; }
+    out=$(zl_ctl r2 --json keys install "$kb" 2>&1) ||
+        { zl_fail "keys install: $out"; return 1; }
+    idb=$(zl_py 'print(d["id"])' <<<"$out")
+    v=$(zl_py 'print(d["version"])' <<<"$out")
+    zl_wait 10 "both at version $v" r_keys_agree "$v" "$ida" || return 1
+    out=$(zl_ctl r2 --json keys use "$idb" 2>&1) ||
+        { zl_fail "keys use: $out"; return 1; }
+    v=$(zl_py 'print(d["version"])' <<<"$out")
+    zl_wait 10 "both to use $idb at version $v" r_keys_agree "$v" "$idb" ||
+        return 1
+    # A reload of r1, whose inline keys still say only ka.
+    kill -HUP "$(zl_pid r1)"
+    sleep "$(zl_scale 2)"
+    r_keys_agree "$v" "$idb" ||
+        { zl_fail "after SIGHUP of r1 (inline keys unchanged): $ZL_SEEN"; return 1; }
+    # r2 restarts as if the rewrite of its keyring file had failed: the
+    # file still holds only ka, and the store still says so.  The store's
+    # newer keyring must win.
+    zl_stop r2 || return 1
+    (umask 077 && echo "$ka" >"$ZL_DIR/r2/keyring")
+    python3 -c 'import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("UPDATE kv SET value = ? WHERE key = ?", (int(sys.argv[2]), "keyring_source"))
+c.commit()' "$db" "$src0" ||
+        { zl_fail "cannot reset keyring_source in $db"; return 1; }
+    zl_start r2 || return 1
+    zl_wait "$CONVERGE_S" "restarted r2 back with r1" zl_converged 2 r1 r2 ||
+        return 1
+    sleep "$(zl_scale 2)"
+    r_keys_agree "$v" "$idb" ||
+        { zl_fail "after r2 restarted with a stale keyring file: $ZL_SEEN"; return 1; }
+    # An edit is a change: r2's file now names kb only, SIGHUP spreads it.
+    (umask 077 && echo "$kb" >"$ZL_DIR/r2/keyring")
+    kill -HUP "$(zl_pid r2)"
+    zl_wait 10 "the edited file to spread" r_keys_agree_n 1 || return 1
+    zl_stop r1 && zl_stop r2
+}
+
+# Both r1 and r2 at version V with primary P, both current.
+r_keys_agree() { # version primary
+    local n out
+    ZL_SEEN=""
+    for n in r1 r2; do
+        out=$(zl_ctl "$n" --json keys list 2>&1) ||
+            { ZL_SEEN="keys list on $n failed: $out"; return 1; }
+        ZL_SEEN="$ZL_SEEN$(zl_py '
+m = d["members"]
+if d["version"] != int(sys.argv[2]) or d["primary"] != sys.argv[3] or \
+        m["alive"] != 2 or m["current"] != 2:
+    print("%s: version %s primary %s current %s/%s; " % (sys.argv[1],
+          d["version"], d["primary"], m["current"], m["alive"]))' \
+            "$n" "$1" "$2" <<<"$out" 2>&1)"
+    done
+    [ -z "$ZL_SEEN" ]
+}
+
+# Both r1 and r2 hold exactly N keys and agree.
+r_keys_agree_n() { # n
+    local n out
+    ZL_SEEN=""
+    for n in r1 r2; do
+        out=$(zl_ctl "$n" --json keys list 2>&1) ||
+            { ZL_SEEN="keys list on $n failed"; return 1; }
+        ZL_SEEN="$ZL_SEEN$(zl_py '
+if len(d["keys"]) != int(sys.argv[2]) or d["members"]["current"] != 2:
+    print("%s: %d keys, current %s; " % (sys.argv[1], len(d["keys"]),
+          d["members"]["current"]))' "$n" "$1" <<<"$out" 2>&1)"
+    done
+    [ -z "$ZL_SEEN" ]
+}
+
 echo "$ZL_SUITE: B=$B, time scale $ZL_SCALE, stall bound $(zl_secs $STALL_BOUND_MS)s, dir $ZL_DIR"
 zl_run health_gates_heartbeat t_health_gates_heartbeat
 if zl_converged 3 $NAMES; then
@@ -619,6 +714,7 @@ else
     zl_not_run journal_prefix "no key was made"
 fi
 zl_run no_secrets_logged t_no_secrets_logged
+zl_run keyring_no_rollback t_keyring_no_rollback
 for n in $NAMES; do
     zl_running "$n" && zl_kill "$n"
 done

@@ -23,6 +23,7 @@ static void test_round_trip(void **state)
     strcpy(m.tags[1].key, "tier");
     strcpy(m.tags[1].value, "");
     m.keyring_version = 1ull << 40;
+    m.keyring_digest = 0xdeadbeef;
     uint8_t buf[ZPF_META_MAX];
     int n = zpf_meta_encode(&m, buf, sizeof buf);
     assert_true(n > 0);
@@ -124,7 +125,7 @@ static void test_unknown_types_skipped(void **state)
                            0xa1, 'a', 0xc4, 2, 9, 9,          /* bin 8 */
                            0xa1, 'b', 0xd4, 1, 7,             /* fixext 1 */
                            0xa1, 'c', 0xcb, 0, 0, 0, 0, 0, 0, 0, 0, /* f64 */
-                           0xa1, 'd', 0xff,                   /* -1 */
+                           0xa1, 'q', 0xff,                   /* -1 */
                            0x05, 0xc3,                        /* 5: true */
                            0xa1, 'e', 0x81, 0xa1, 'f', 0x90,  /* {f: []} */
                            0xa1, 'k', 0x09};
