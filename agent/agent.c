@@ -88,6 +88,7 @@ struct job {
     char *path;
     char *text;
     size_t text_len;
+    struct job **slot;  /* while queued: the agent's pointer to it */
     bool secret;        /* text holds keys: wipe it */
     bool keysrc;        /* a keyring file: on success, u64 is its digest */
     uint64_t digest;
@@ -96,6 +97,7 @@ struct job {
 struct resolve {
     uv_getaddrinfo_t req;
     struct zpf_agent *a;
+    struct resolve *next, **pprev; /* pending lookups, cancelled at exit */
     uint16_t port;
 };
 
@@ -137,12 +139,16 @@ struct zpf_agent {
     unsigned join_attempts;
     uint64_t join_backoff;
     int resolving;
+    struct resolve *lookups;
     bool joined;
 
     /* persistence */
     struct job *jobs, **jobs_tail;
     bool job_running;
     bool members_dirty;
+    uint64_t members_saved_at;
+    struct job *members_job;     /* queued, not yet running */
+    struct job *metrics_job;
     uint32_t saved_incarnation;
     uint64_t store_errors;
     struct zpf_ratelimit store_rl;
@@ -293,7 +299,8 @@ static void job_after_cb(uv_work_t *req, int status)
         }
     }
     job_free(j);
-    job_next(a);
+    if (!a->stopping)
+        job_next(a);
 }
 
 static void job_next(struct zpf_agent *a)
@@ -304,11 +311,16 @@ static void job_next(struct zpf_agent *a)
     a->jobs = j->next;
     if (a->jobs == NULL)
         a->jobs_tail = &a->jobs;
+    if (j->slot) {
+        *j->slot = NULL; /* running: no longer refreshed in place */
+        j->slot = NULL;
+    }
     a->job_running = true;
     j->req.data = j;
     if (uv_queue_work(a->loop, &j->req, job_work_cb, job_after_cb) < 0) {
         a->job_running = false;
         job_free(j);
+        job_next(a);
     }
 }
 
@@ -464,19 +476,36 @@ static struct zpf_store_member *members_snapshot(struct zpf_agent *a,
     return out;
 }
 
+/* At most one member list waits in the queue: a slow disk gets the newest
+ * list, not a backlog of old ones. */
 static void persist_members(struct zpf_agent *a)
 {
-    if (a->store == NULL || !a->members_dirty)
+    uint64_t now = mono_ms();
+    if (a->store == NULL || !a->members_dirty ||
+        now - a->members_saved_at < PERSIST_MS)
         return;
-    struct job *j = job_new(a, run_save_members, "members");
-    if (j == NULL)
+    size_t n;
+    struct zpf_store_member *m = members_snapshot(a, &n);
+    if (m == NULL)
         return;
-    j->members = members_snapshot(a, &j->nmembers);
-    if (j->members == NULL) {
-        job_free(j);
+    a->members_dirty = false;
+    a->members_saved_at = now;
+    struct job *j = a->members_job;
+    if (j) {
+        free(j->members);
+        j->members = m;
+        j->nmembers = n;
         return;
     }
-    a->members_dirty = false;
+    j = job_new(a, run_save_members, "members");
+    if (j == NULL) {
+        free(m);
+        return;
+    }
+    j->members = m;
+    j->nmembers = n;
+    j->slot = &a->members_job;
+    a->members_job = j;
     job_push(a, j);
 }
 
@@ -844,6 +873,9 @@ static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     struct resolve *r = req->data;
     struct zpf_agent *a = r->a;
     a->resolving--;
+    *r->pprev = r->next;
+    if (r->next)
+        r->next->pprev = r->pprev;
     if (status == 0 && !a->stopping) {
         for (struct addrinfo *ai = res; ai && a->nseeds < SEEDS_MAX;
              ai = ai->ai_next) {
@@ -855,7 +887,8 @@ static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
                 continue;
             a->seeds[a->nseeds++] = ad;
         }
-    } else if (status < 0 && status != UV_ECANCELED) {
+    } else if (status < 0 && status != UV_ECANCELED &&
+               status != UV_EAI_CANCELED) {
         char q[128];
         zpf_log(&a->log, ZPF_LOG_WARNING, "cannot resolve join address",
                 "error=%s", zpf_log_quote(uv_strerror(status), q, sizeof q));
@@ -912,6 +945,11 @@ static void join_attempt(struct zpf_agent *a)
             free(r);
             continue;
         }
+        r->next = a->lookups;
+        r->pprev = &a->lookups;
+        if (a->lookups)
+            a->lookups->pprev = &r->next;
+        a->lookups = r;
         a->resolving++;
     }
     if (a->resolving == 0)
@@ -1220,16 +1258,32 @@ static char *metrics_text(struct zpf_agent *a, size_t *len)
 static void metrics_timer_cb(uv_timer_t *t)
 {
     struct zpf_agent *a = t->data;
-    struct job *j = job_new(a, run_write_file, "metrics textfile");
-    if (j == NULL)
+    size_t len;
+    char *text = metrics_text(a, &len);
+    if (text == NULL)
         return;
-    j->text = metrics_text(a, &j->text_len);
+    struct job *j = a->metrics_job;
+    if (j) { /* still waiting for the disk: write the newest */
+        free(j->text);
+        j->text = text;
+        j->text_len = len;
+        return;
+    }
+    j = job_new(a, run_write_file, "metrics textfile");
+    if (j == NULL) {
+        free(text);
+        return;
+    }
+    j->text = text;
+    j->text_len = len;
     j->path = strdup(a->conf.metrics.textfile);
     j->u64 = 0644;
-    if (j->text == NULL || j->path == NULL) {
+    if (j->path == NULL) {
         job_free(j);
         return;
     }
+    j->slot = &a->metrics_job;
+    a->metrics_job = j;
     job_push(a, j);
 }
 
@@ -1592,12 +1646,18 @@ static void close_all(struct zpf_agent *a)
     while (a->jobs) {
         struct job *j = a->jobs;
         a->jobs = j->next;
+        if (j->slot)
+            *j->slot = NULL;
         if (j->run == run_save_keys || j->run == run_write_file)
             j->rc = j->run(j);
         job_free(j);
     }
     a->jobs_tail = &a->jobs;
     a->closed = true;
+    /* Lookups not yet started are cancelled; one already asking a slow
+     * resolver finishes first (libuv cannot interrupt getaddrinfo). */
+    for (struct resolve *r = a->lookups; r; r = r->next)
+        (void)uv_cancel((uv_req_t *)&r->req);
     save_final(a);
     uv_timer_stop(&a->core_timer);
     uv_close((uv_handle_t *)&a->core_timer, handle_closed_cb);
@@ -1851,6 +1911,11 @@ int zpf_agent_start(uv_loop_t *loop, const char *conf_path,
     a->conf = *conf;
     memset(conf, 0, sizeof *conf);
     a->conf_path = strdup(conf_path);
+    if (a->conf_path == NULL) {
+        zpf_conf_free(&a->conf);
+        free(a);
+        return ZPF_ENOMEM;
+    }
     a->jobs_tail = &a->jobs;
     a->started_ms = mono_ms();
     a->healthy = true;

@@ -25,6 +25,14 @@
 #define CONN_QUEUE_MAX (8u << 20) /* unsent bytes per connection */
 #define CONNS_MAX 4096         /* each is an fd; well under a typical limit */
 #define IDLE_MS 60000          /* a push-pull every 30 s keeps a pair warm */
+/* Before an accepted connection has delivered one frame that opens, it is
+ * anybody's: its frames may not claim more than a join's push-pull needs
+ * (about 45 bytes a member: 1 MiB is 20,000 members), it must prove itself
+ * within AUTH_MS, and all such connections together may hold at most
+ * UNAUTH_BYTES, so strangers cannot make the agent buffer gigabytes. */
+#define UNAUTH_FRAME_MAX (1u << 20)
+#define UNAUTH_BYTES (64u << 20)
+#define AUTH_MS 10000
 #define SWEEP_MS 10000
 
 struct wreq {
@@ -42,6 +50,9 @@ struct conn {
     struct conn *prev, *next;
     struct zpf_addr peer;
     bool has_peer, outgoing, connected, closing;
+    bool authed;            /* a frame from it opened (accepted only) */
+    uint64_t created;
+    size_t unauth;          /* bytes counted in net->unauth_bytes */
     struct wreq *pending, **pending_tail;
     size_t queued;          /* bytes handed to libuv or pending */
     uint64_t last_used;
@@ -60,6 +71,7 @@ struct zpf_net {
     int open_handles;
     struct conn *conns;
     unsigned nconns;
+    size_t unauth_bytes;
     uint64_t sender;
     uint64_t epoch;
     uint32_t seq_lo;
@@ -401,6 +413,8 @@ static void conn_close(struct conn *c)
         return;
     struct zpf_net *net = c->net;
     c->closing = true;
+    net->unauth_bytes -= c->unauth;
+    c->unauth = 0;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -426,7 +440,7 @@ static struct conn *conn_new(struct zpf_net *net)
     c->tcp.data = c;
     c->net = net;
     c->pending_tail = &c->pending;
-    c->last_used = uv_now(net->loop);
+    c->last_used = c->created = uv_now(net->loop);
     c->next = net->conns;
     if (net->conns)
         net->conns->prev = c;
@@ -444,6 +458,11 @@ static void frame_in(struct conn *c, const uint8_t *body, size_t len)
     int n = open_body(net, body, len, peer);
     if (n < 0)
         return;
+    if (!c->authed) {
+        c->authed = true;
+        net->unauth_bytes -= c->unauth;
+        c->unauth = 0;
+    }
     const uint8_t *p = net->pt;
     if ((size_t)n < ZPF_NET_PREFIX || p[0] > ZPF_NET_AGENT ||
         (p[1] != ZPF_AF_INET && p[1] != ZPF_AF_INET6)) {
@@ -490,12 +509,23 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     c->rlen += (size_t)nread;
     c->last_used = uv_now(net->loop);
     net->st.bytes_in += (uint64_t)nread;
+    if (!c->authed && !c->outgoing) {
+        c->unauth += (size_t)nread;
+        net->unauth_bytes += (size_t)nread;
+        if (net->unauth_bytes > UNAUTH_BYTES) {
+            dropped(net, ZPF_NET_DROP_FRAME, ZPF_ELIMIT, NULL);
+            conn_close(c);
+            return;
+        }
+    }
     size_t off = 0;
     while (c->rlen - off >= 4 && !c->closing) {
         const uint8_t *p = c->rbuf + off;
         uint32_t flen = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
                         (uint32_t)p[2] << 8 | p[3];
-        if (flen == 0 || flen > ZPF_NET_FRAME_MAX) {
+        uint32_t fmax = c->authed || c->outgoing ? ZPF_NET_FRAME_MAX
+                                                 : UNAUTH_FRAME_MAX;
+        if (flen == 0 || flen > fmax) {
             dropped(net, ZPF_NET_DROP_FRAME, ZPF_ELIMIT,
                     c->has_peer ? &c->peer : NULL);
             conn_close(c);
@@ -578,18 +608,23 @@ static void connect_cb(uv_connect_t *req, int status)
     c->pending_tail = &c->pending;
 }
 
+/* An established connection we opened, else one the peer opened, else
+ * one we are still opening, else a new one. */
 static struct conn *route(struct zpf_net *net, const struct zpf_addr *to)
 {
-    struct conn *in = NULL;
+    struct conn *in = NULL, *opening = NULL;
     for (struct conn *c = net->conns; c; c = c->next) {
         if (!c->has_peer || c->closing || !zpf_addr_equal(&c->peer, to))
             continue;
-        if (c->outgoing)
+        if (c->outgoing && c->connected)
             return c;
-        in = c;
+        if (c->outgoing)
+            opening = c;
+        else
+            in = c;
     }
-    if (in)
-        return in;
+    if (in || opening)
+        return in ? in : opening;
     struct sockaddr_storage ss;
     if (zpf_addr_to_sockaddr(to, &ss) < 0)
         return NULL;
@@ -697,7 +732,8 @@ static void sweep_cb(uv_timer_t *t)
     struct conn *next;
     for (struct conn *c = net->conns; c; c = next) {
         next = c->next;
-        if (now - c->last_used > IDLE_MS && c->queued == 0)
+        if ((now - c->last_used > IDLE_MS && c->queued == 0) ||
+            (!c->outgoing && !c->authed && now - c->created > AUTH_MS))
             conn_close(c);
     }
 }

@@ -328,15 +328,17 @@ static void test_hostile_frames(void **state)
     struct sockaddr_storage to;
     zpf_addr_to_sockaddr(&b.addr, &to);
     const uint8_t huge[] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3};
+    /* 2 MiB: allowed once a peer has proved itself, not from a stranger. */
+    const uint8_t stranger[] = {0, 0x20, 0, 0, 1, 2, 3};
     const uint8_t zero[] = {0, 0, 0, 0};
     const uint8_t junk[] = {0, 0, 0, 60, 0xa1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
                             11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
                             24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36,
                             37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49,
                             50, 51, 52, 53, 54, 55, 56, 57, 58, 59};
-    const uint8_t *cases[] = {huge, zero, junk};
-    size_t lens[] = {sizeof huge, sizeof zero, sizeof junk};
-    for (int i = 0; i < 3; i++) {
+    const uint8_t *cases[] = {huge, stranger, zero, junk};
+    size_t lens[] = {sizeof huge, sizeof stranger, sizeof zero, sizeof junk};
+    for (int i = 0; i < 4; i++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         assert_int_equal(connect(fd, (struct sockaddr *)&to,
                                  sizeof(struct sockaddr_in)), 0);
