@@ -1289,6 +1289,21 @@ static void metrics_timer_cb(uv_timer_t *t)
 
 /* --- control commands ----------------------------------------------------- */
 
+/* JSON wants UTF-8; member names and metadata come from the cluster and
+ * are meant to be printable ASCII.  Anything else shows as '?' rather than
+ * making the member vanish from the reply. */
+static json_t *jstr(const char *s)
+{
+    char buf[ZPF_META_MAX + ZPF_NAME_MAX + 1];
+    size_t i = 0;
+    for (; s[i] && i < sizeof buf - 1; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e
+                     ? '?'
+                     : s[i];
+    buf[i] = '\0';
+    return json_string(buf);
+}
+
 static json_t *member_json(const struct zpf_member_info *mi)
 {
     char addr[64];
@@ -1297,18 +1312,22 @@ static json_t *member_json(const struct zpf_member_info *mi)
     if (zpf_meta_decode(mi->meta, mi->meta_len, &m) < 0)
         memset(&m, 0, sizeof m);
     json_t *tags = json_object();
-    for (uint32_t i = 0; i < m.ntags; i++)
-        json_object_set_new(tags, m.tags[i].key, json_string(m.tags[i].value));
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, "
+    for (uint32_t i = 0; i < m.ntags; i++) {
+        json_t *k = jstr(m.tags[i].key);
+        json_object_set_new(tags, json_string_value(k),
+                            jstr(m.tags[i].value));
+        json_decref(k);
+    }
+    return json_pack("{s:o, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:o, "
                      "s:o, s:b}",
-                     "name", mi->name, "addr", addr, "state",
+                     "name", jstr(mi->name), "addr", addr, "state",
                      zpf_state_name(mi->state), "incarnation",
                      (json_int_t)mi->incarnation, "counter",
                      (json_int_t)mi->counter, "counter_age_ms",
                      (json_int_t)mi->counter_age_ms, "state_age_ms",
-                     (json_int_t)mi->state_age_ms, "zone", m.zone, "provider",
-                     m.provider, "instance_id", m.instance_id, "tags", tags,
-                     "self", mi->is_self);
+                     (json_int_t)mi->state_age_ms, "zone", jstr(m.zone),
+                     "provider", jstr(m.provider), "instance_id",
+                     jstr(m.instance_id), "tags", tags, "self", mi->is_self);
 }
 
 static int cmd_members(void *ctx, const struct zpf_ctl_peer *peer,

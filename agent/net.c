@@ -34,6 +34,9 @@
 #define UNAUTH_BYTES (64u << 20)
 #define AUTH_MS 10000
 #define SWEEP_MS 10000
+/* Datagrams queued in libuv when the socket buffer is full; past this the
+ * kernel is far behind and gossip tolerates loss better than delay. */
+#define UDP_QUEUE_MAX 1024
 
 struct wreq {
     uv_write_t req;
@@ -83,6 +86,7 @@ struct zpf_net {
     uint8_t *tx;           /* sealing scratch for datagrams */
     size_t tx_cap;
     struct zpf_net_stats st;
+    unsigned udp_queued;
     void (*done)(void *);
     void *done_arg;
     bool closing;
@@ -316,8 +320,12 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 {
     (void)buf;
     struct zpf_net *net = h->data;
-    if (nread <= 0 || sa == NULL || (flags & UV_UDP_PARTIAL))
+    if (nread <= 0 || sa == NULL)
         return;
+    if (flags & UV_UDP_PARTIAL) { /* larger than any datagram we send */
+        dropped(net, ZPF_NET_DROP_SHORT, ZPF_ELIMIT, NULL);
+        return;
+    }
     struct zpf_addr from;
     if (zpf_addr_from_sockaddr(sa, &from) < 0)
         return;
@@ -338,6 +346,7 @@ static void udp_send_cb(uv_udp_send_t *req, int status)
     struct zpf_net *net = req->handle->data;
     if (status < 0)
         net->st.send_errors++;
+    net->udp_queued--;
     free(req);
 }
 
@@ -357,7 +366,7 @@ static void udp_send(struct zpf_net *net, const struct zpf_addr *to,
     }
     uv_buf_t b = uv_buf_init((char *)net->tx, (unsigned)n);
     int rc = uv_udp_try_send(&net->udp, &b, 1, (struct sockaddr *)&ss);
-    if (rc == UV_EAGAIN) {
+    if (rc == UV_EAGAIN && net->udp_queued < UDP_QUEUE_MAX) {
         /* The socket buffer is full: queue a copy with libuv. */
         struct udp_req *r = malloc(sizeof *r + (size_t)n);
         if (r == NULL) {
@@ -370,6 +379,8 @@ static void udp_send(struct zpf_net *net, const struct zpf_addr *to,
                          udp_send_cb);
         if (rc < 0)
             free(r);
+        else
+            net->udp_queued++;
     }
     if (rc < 0) {
         net->st.send_errors++;
