@@ -57,6 +57,7 @@
 #define PERSIST_MS 30000        /* members saved this often when changed */
 #define KEYRING_CHECK_MS 5000   /* look for a newer keyring this often */
 #define KEYRING_PUSH 16         /* members told of a change at once */
+#define KEYRING_HELP_MS 2000    /* at most one request a key we lack */
 #define JOIN_FIRST_MS 1000      /* first join retry; doubles up to the cap */
 #define DROP_LOG_BURST 5        /* drop log lines per cause per minute */
 #define DROP_LOG_PER_MS 60000
@@ -123,6 +124,7 @@ struct zpf_agent {
     bool sealed;
     uint64_t keyring_asked_version; /* last version requested, and when */
     uint64_t keyring_asked_at;
+    uint64_t keyring_help_at;  /* last request after an unknown key */
     struct zpf_meta meta;
 
     uv_timer_t core_timer, join_timer, persist_timer, metrics_timer,
@@ -719,8 +721,6 @@ static void keyring_adopt(struct zpf_agent *a, const struct zpf_keyring *kr,
     a->keyring = *kr;
     a->keyring_version = version;
     a->keyring_digest = keyring_digest(kr);
-    if (a->net)
-        zpf_net_keyring_changed(a->net);
     char id[9];
     key_hex(zpf_keyring_primary(kr)->id, id);
     zpf_log(&a->log, ZPF_LOG_NOTICE, "keyring changed",
@@ -730,11 +730,13 @@ static void keyring_adopt(struct zpf_agent *a, const struct zpf_keyring *kr,
     meta_publish(a);
 }
 
-static void keyring_send(struct zpf_agent *a, const struct zpf_addr *to)
+/* key_id: seal with this key (0: the primary). */
+static void keyring_send(struct zpf_agent *a, const struct zpf_addr *to,
+                         uint32_t key_id)
 {
     uint8_t doc[DOC_MAX];
     size_t n = keyring_doc(&a->keyring, a->keyring_version, doc);
-    zpf_net_send(a->net, ZPF_NET_AGENT, to, doc, n);
+    zpf_net_send_key(a->net, ZPF_NET_AGENT, to, doc, n, key_id);
     sodium_memzero(doc, sizeof doc);
 }
 
@@ -765,7 +767,9 @@ static void on_agent_msg(struct zpf_agent *a, const struct zpf_addr *from,
     if (len == 0 || !a->sealed)
         return;
     if (buf[0] == AMSG_KEYRING_REQ) {
-        keyring_send(a, from);
+        /* Answer in the key the request came in: a member that missed a
+         * change of primary while it was away holds only an older key. */
+        keyring_send(a, from, zpf_net_opened_key(a->net));
         return;
     }
     if (buf[0] != AMSG_KEYRING_DOC)
@@ -843,7 +847,7 @@ static void keyring_change(struct zpf_agent *a, const struct zpf_keyring *kr)
     for (size_t k = 0; k < nt; k++) {
         struct zpf_member_info mi;
         if (zpf_node_member_get(a->node, targets[k], &mi) == 0)
-            keyring_send(a, &mi.addr);
+            keyring_send(a, &mi.addr, 0);
     }
 }
 
@@ -1059,6 +1063,16 @@ static void net_drop_cb(void *ctx, enum zpf_net_drop why, int err,
 {
     struct zpf_agent *a = ctx;
     uint32_t suppressed = 0;
+    /* A peer seals with a key we lack: perhaps we missed a change of
+     * primary while away.  Ask it, in our own primary, which it may still
+     * hold; it answers in that key (on_agent_msg). */
+    uint64_t now = mono_ms();
+    if (why == ZPF_NET_DROP_NOKEY && peer && a->sealed && a->net &&
+        now - a->keyring_help_at >= KEYRING_HELP_MS) {
+        a->keyring_help_at = now;
+        uint8_t req = AMSG_KEYRING_REQ;
+        zpf_net_send(a->net, ZPF_NET_AGENT, peer, &req, 1);
+    }
     if (why >= ZPF_NET_DROP_MAX ||
         !zpf_ratelimit_allow(&a->drop_rl[why], mono_ms(), DROP_LOG_BURST,
                              DROP_LOG_PER_MS, &suppressed))

@@ -87,6 +87,8 @@ struct zpf_net {
     size_t tx_cap;
     struct zpf_net_stats st;
     unsigned udp_queued;
+    uint32_t opened_key;   /* key id of what is being delivered now */
+    uint32_t seal_key;     /* 0: the primary; else seal with this key id */
     void (*done)(void *);
     void *done_arg;
     bool closing;
@@ -256,8 +258,21 @@ static int seal_into(struct zpf_net *net, const uint8_t *in, size_t len,
     }
     uint64_t salt;
     randombytes_buf(&salt, sizeof salt);
-    return zpf_seal(net->o.keyring, net->cluster, strlen(net->cluster),
-                    net->sender, next_seq(net), salt, in, len, out, cap);
+    const struct zpf_keyring *kr = net->o.keyring;
+    struct zpf_keyring one;
+    const struct zpf_key *k = net->seal_key
+                                  ? zpf_keyring_find(kr, net->seal_key)
+                                  : NULL;
+    if (k != NULL) {
+        zpf_keyring_init(&one);
+        (void)zpf_keyring_add(&one, k->bytes);
+        kr = &one;
+    }
+    int n = zpf_seal(kr, net->cluster, strlen(net->cluster), net->sender,
+                     next_seq(net), salt, in, len, out, cap);
+    if (kr == &one)
+        zpf_keyring_wipe(&one);
+    return n;
 }
 
 static enum zpf_net_drop drop_of(int err)
@@ -300,6 +315,7 @@ static int open_body(struct zpf_net *net, const uint8_t *in, size_t len,
         int rc = zpf_replay_check(&net->replay, info.sender, info.seq);
         if (rc < 0)
             n = rc;
+        net->opened_key = info.key_id;
     }
     if (n < 0)
         dropped(net, drop_of(n), n, peer);
@@ -763,9 +779,18 @@ void zpf_net_send(struct zpf_net *net, enum zpf_net_kind kind,
         tcp_send(net, kind, to, buf, len);
 }
 
-void zpf_net_keyring_changed(struct zpf_net *net)
+void zpf_net_send_key(struct zpf_net *net, enum zpf_net_kind kind,
+                      const struct zpf_addr *to, const uint8_t *buf,
+                      size_t len, uint32_t key_id)
 {
-    (void)net; /* the keyring is read on every send and receive */
+    net->seal_key = key_id;
+    zpf_net_send(net, kind, to, buf, len);
+    net->seal_key = 0;
+}
+
+uint32_t zpf_net_opened_key(const struct zpf_net *net)
+{
+    return net->opened_key;
 }
 
 const struct zpf_net_stats *zpf_net_stats(const struct zpf_net *net)

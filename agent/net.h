@@ -105,8 +105,16 @@ int zpf_net_start(uv_loop_t *loop, const struct zpf_net_options *o,
 void zpf_net_send(struct zpf_net *net, enum zpf_net_kind kind,
                   const struct zpf_addr *to, const uint8_t *buf, size_t len);
 
-/* The keyring changed (same object, new contents). */
-void zpf_net_keyring_changed(struct zpf_net *net);
+/* As zpf_net_send(), sealed with the key of this id if the keyring holds
+ * it (else the primary): to answer a peer in the key it spoke, when it may
+ * not hold our primary yet. */
+void zpf_net_send_key(struct zpf_net *net, enum zpf_net_kind kind,
+                      const struct zpf_addr *to, const uint8_t *buf,
+                      size_t len, uint32_t key_id);
+
+/* From inside recv_cb: the id of the key the delivered input was sealed
+ * with (0 when running in plain text). */
+uint32_t zpf_net_opened_key(const struct zpf_net *net);
 
 const struct zpf_net_stats *zpf_net_stats(const struct zpf_net *net);
 

@@ -688,6 +688,42 @@ if len(d["keys"]) != int(sys.argv[2]) or d["members"]["current"] != 2:
     [ -z "$ZL_SEEN" ]
 }
 
+# A member that was away while the cluster installed a key and made it
+# primary holds only the old key: it cannot read anyone, but they can read
+# it.  It asks for the keyring in the old key and catches up by itself.
+t_keyring_catch_up() {
+    local ka kb out idb
+    zl_ports 2 || return 1
+    ka=$(zl_keygen) && kb=$(zl_keygen) || { zl_fail "zpfctl keygen failed"; return 1; }
+    zl_conf s1 "127.0.0.1:$ZL_PORT" --key "$ka" || return 1
+    zl_conf s2 "127.0.0.1:$((ZL_PORT + 1))" --join "127.0.0.1:$ZL_PORT" \
+        --key "$ka" || return 1
+    zl_start s1 && zl_start s2 || return 1
+    zl_wait "$CONVERGE_S" "s1 and s2 to see 2 alive" zl_converged 2 s1 s2 ||
+        return 1
+    zl_stop s2 || return 1
+    zl_wait 10 "s1 to see s2 left" \
+        eval '[ "$(zl_state s1 s2)" = left ]' || return 1
+    out=$(zl_ctl s1 --json keys install "$kb" 2>&1) ||
+        { zl_fail "keys install: $out"; return 1; }
+    idb=$(zl_py 'print(d["id"])' <<<"$out")
+    out=$(zl_ctl s1 --json keys use "$idb" 2>&1) ||
+        { zl_fail "keys use: $out"; return 1; }
+    # s2 comes back knowing only ka.
+    zl_start s2 || return 1
+    zl_wait "$(zl_scale 15)" "s2 to catch up with primary $idb and see s1" \
+        s_caught_up "$idb" || return 1
+    zl_stop s1 && zl_stop s2
+}
+
+s_caught_up() { # primary
+    local out
+    out=$(zl_ctl s2 --json keys list 2>&1) || { ZL_SEEN="$out"; return 1; }
+    ZL_SEEN="s2: $(zl_py 'print(d["primary"], d["version"])' <<<"$out")"
+    [ "$(zl_py 'print(d["primary"])' <<<"$out")" = "$1" ] &&
+        zl_converged 2 s1 s2
+}
+
 echo "$ZL_SUITE: B=$B, time scale $ZL_SCALE, stall bound $(zl_secs $STALL_BOUND_MS)s, dir $ZL_DIR"
 zl_run health_gates_heartbeat t_health_gates_heartbeat
 if zl_converged 3 $NAMES; then
@@ -715,6 +751,7 @@ else
 fi
 zl_run no_secrets_logged t_no_secrets_logged
 zl_run keyring_no_rollback t_keyring_no_rollback
+zl_run keyring_catch_up t_keyring_catch_up
 for n in $NAMES; do
     zl_running "$n" && zl_kill "$n"
 done
