@@ -14,20 +14,27 @@
  * checks that gate the heartbeat counter, answers the control socket, and
  * spreads keyring changes.
  *
- * Keyring changes.  The keyring is one versioned document (keys, primary,
- * version).  A change made through zpfctl bumps the version above every
- * version this agent has seen, is persisted, and is advertised in the
- * agent's member metadata (meta.h), which the core gossips to everyone
- * within seconds.  An agent that sees a member advertise a newer version
- * asks that member for the document over a sealed TCP frame, and adopts it:
- * a pull, so it converges through loss, partitions and restarts, and every
- * member that has the new version serves it.  The changing agent also
- * pushes the document to a few random members at once to save a round.
- * Equal versions with different contents (two operators at once) are
- * settled by comparing the encoded documents, the same way everywhere.
+ * Keyring changes.  The keyring is one document (keys, primary) ranked by
+ * (version, digest): two changes made at once may share a version, and the
+ * digest orders them the same way everywhere.  A change made through
+ * zpfctl takes a version above every version this agent has seen, is
+ * persisted, and is advertised in the agent's member metadata (meta.h),
+ * which the core gossips to everyone within seconds.  An agent that sees a
+ * member advertise a higher rank asks that member for the document over a
+ * sealed TCP frame, and adopts it: a pull, so it converges through loss,
+ * partitions and restarts, and every member that has the new keyring
+ * serves it.  The changing agent also pushes the document to a few random
+ * members at once to save a round.  A member that missed a change of
+ * primary cannot read its peers; when packets arrive under a key it lacks
+ * it asks the sender, in its own primary, and is answered in that key.
  * Switching the primary or removing a key is refused while some alive
  * member has not caught up (unless forced): a member without the new
  * primary would stop hearing anyone.
+ *
+ * The key source (keyring file or inline keys) counts as an operator's
+ * edit only when it differs from what zpfd last read from it or wrote to
+ * it; an unchanged source that lags behind (inline keys are never
+ * rewritten; a file rewrite may fail) never rolls the cluster back.
  */
 #include "agent.h"
 
