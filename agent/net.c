@@ -33,6 +33,10 @@
 #define UNAUTH_FRAME_MAX (1u << 20)
 #define UNAUTH_BYTES (64u << 20)
 #define AUTH_MS 10000
+/* An outgoing connection not up after this is given up with what it
+ * queued: the kernel would retry SYNs for about two minutes, and frames
+ * held that long would arrive too old for the peer's replay window. */
+#define CONNECT_MS 10000
 #define SWEEP_MS 10000
 /* Datagrams queued in libuv when the socket buffer is full; past this the
  * kernel is far behind and gossip tolerates loss better than delay. */
@@ -602,6 +606,19 @@ static int conn_write(struct conn *c, struct wreq *w)
     return rc;
 }
 
+/* Frames queued for a connection that never came up are lost with it. */
+static void drop_pending(struct conn *c, int err)
+{
+    while (c->pending) {
+        struct wreq *w = c->pending;
+        c->pending = w->next;
+        c->queued -= w->len;
+        dropped(c->net, ZPF_NET_DROP_QUEUE, err, &c->peer);
+        free(w);
+    }
+    c->pending_tail = &c->pending;
+}
+
 static void connect_cb(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
@@ -609,13 +626,7 @@ static void connect_cb(uv_connect_t *req, int status)
     if (status < 0) {
         net->st.tcp_connect_failed++;
         if (!c->closing) {
-            while (c->pending) { /* lost with the connection */
-                struct wreq *w = c->pending;
-                c->pending = w->next;
-                c->queued -= w->len;
-                dropped(net, ZPF_NET_DROP_QUEUE, status, &c->peer);
-                free(w);
-            }
+            drop_pending(c, status);
             conn_close(c);
         }
         return;
@@ -760,8 +771,13 @@ static void sweep_cb(uv_timer_t *t)
     for (struct conn *c = net->conns; c; c = next) {
         next = c->next;
         if ((now - c->last_used > IDLE_MS && c->queued == 0) ||
-            (!c->outgoing && !c->authed && now - c->created > AUTH_MS))
+            (!c->outgoing && !c->authed && now - c->created > AUTH_MS)) {
             conn_close(c);
+        } else if (c->outgoing && !c->connected &&
+                   now - c->created > CONNECT_MS) {
+            drop_pending(c, UV_ETIMEDOUT);
+            conn_close(c); /* connect_cb sees UV_ECANCELED and counts it */
+        }
     }
 }
 
