@@ -137,7 +137,6 @@ struct zpf_agent {
     uv_timer_t core_timer, join_timer, persist_timer, metrics_timer,
         leave_timer;
     uv_signal_t sig_term, sig_int, sig_hup;
-    int open_handles;
 
     /* joining; stored: members the store remembers, loaded at start, so a
      * restarted agent finds its cluster even when every seed is gone */
@@ -351,6 +350,33 @@ static void job_push(struct zpf_agent *a, struct job *j)
     job_next(a);
 }
 
+/* Queue j unless a job of its kind is still waiting in *slot; then that
+ * one takes j's payload instead, so a slow disk gets the newest payload,
+ * not a backlog of old ones. */
+static void job_push_latest(struct zpf_agent *a, struct job **slot,
+                            struct job *j)
+{
+    struct job *q = *slot;
+    if (q == NULL) {
+        j->slot = slot;
+        *slot = j;
+        job_push(a, j);
+        return;
+    }
+    struct zpf_store_member *m = q->members;
+    size_t n = q->nmembers, tl = q->text_len;
+    char *t = q->text;
+    q->members = j->members;
+    q->nmembers = j->nmembers;
+    q->text = j->text;
+    q->text_len = j->text_len;
+    j->members = m;
+    j->nmembers = n;
+    j->text = t;
+    j->text_len = tl;
+    job_free(j);
+}
+
 static int run_save_incarnation(struct job *j)
 {
     return zpf_store_set_u64(j->a->store, "incarnation", j->u64, j->err,
@@ -485,8 +511,7 @@ static struct zpf_store_member *members_snapshot(struct zpf_agent *a,
     return out;
 }
 
-/* At most one member list waits in the queue: a slow disk gets the newest
- * list, not a backlog of old ones. */
+/* At most one member list waits in the queue (job_push_latest). */
 static void persist_members(struct zpf_agent *a)
 {
     uint64_t now = mono_ms();
@@ -499,23 +524,14 @@ static void persist_members(struct zpf_agent *a)
         return;
     a->members_dirty = false;
     a->members_saved_at = now;
-    struct job *j = a->members_job;
-    if (j) {
-        free(j->members);
-        j->members = m;
-        j->nmembers = n;
-        return;
-    }
-    j = job_new(a, run_save_members, "members");
+    struct job *j = job_new(a, run_save_members, "members");
     if (j == NULL) {
         free(m);
         return;
     }
     j->members = m;
     j->nmembers = n;
-    j->slot = &a->members_job;
-    a->members_job = j;
-    job_push(a, j);
+    job_push_latest(a, &a->members_job, j);
 }
 
 static void keyring_file_text(const struct zpf_keyring *kr, char *out,
@@ -1279,33 +1295,17 @@ static char *metrics_text(struct zpf_agent *a, size_t *len)
 static void metrics_timer_cb(uv_timer_t *t)
 {
     struct zpf_agent *a = t->data;
-    size_t len;
-    char *text = metrics_text(a, &len);
-    if (text == NULL)
+    struct job *j = job_new(a, run_write_file, "metrics textfile");
+    if (j == NULL)
         return;
-    struct job *j = a->metrics_job;
-    if (j) { /* still waiting for the disk: write the newest */
-        free(j->text);
-        j->text = text;
-        j->text_len = len;
-        return;
-    }
-    j = job_new(a, run_write_file, "metrics textfile");
-    if (j == NULL) {
-        free(text);
-        return;
-    }
-    j->text = text;
-    j->text_len = len;
+    j->text = metrics_text(a, &j->text_len);
     j->path = strdup(a->conf.metrics.textfile);
     j->u64 = 0644;
-    if (j->path == NULL) {
+    if (j->text == NULL || j->path == NULL) {
         job_free(j);
         return;
     }
-    j->slot = &a->metrics_job;
-    a->metrics_job = j;
-    job_push(a, j);
+    job_push_latest(a, &a->metrics_job, j);
 }
 
 /* --- control commands ----------------------------------------------------- */
@@ -1637,18 +1637,6 @@ static const struct zpf_ctl_command commands[] = {
 
 /* --- lifecycle ------------------------------------------------------------ */
 
-static void handle_closed_cb(uv_handle_t *h)
-{
-    struct zpf_agent *a = h->data;
-    a->open_handles--;
-}
-
-static void module_closed_cb(void *arg)
-{
-    struct zpf_agent *a = arg;
-    a->open_handles--;
-}
-
 /* Final, blocking save: the loop no longer gossips, and nothing else
  * touches the store (the job queue is drained first). */
 static void save_final(struct zpf_agent *a)
@@ -1700,28 +1688,25 @@ static void close_all(struct zpf_agent *a)
         (void)uv_cancel((uv_req_t *)&r->req);
     save_final(a);
     uv_timer_stop(&a->core_timer);
-    uv_close((uv_handle_t *)&a->core_timer, handle_closed_cb);
-    uv_close((uv_handle_t *)&a->join_timer, handle_closed_cb);
-    uv_close((uv_handle_t *)&a->persist_timer, handle_closed_cb);
-    uv_close((uv_handle_t *)&a->metrics_timer, handle_closed_cb);
-    uv_close((uv_handle_t *)&a->leave_timer, handle_closed_cb);
-    uv_close((uv_handle_t *)&a->sig_term, handle_closed_cb);
-    uv_close((uv_handle_t *)&a->sig_int, handle_closed_cb);
-    uv_close((uv_handle_t *)&a->sig_hup, handle_closed_cb);
-    a->open_handles += 8;
+    /* The handles live inside the agent, which outlives the loop: no close
+     * callbacks are needed, uv_run() returns once all are closed. */
+    uv_handle_t *handles[] = {
+        (uv_handle_t *)&a->core_timer,    (uv_handle_t *)&a->join_timer,
+        (uv_handle_t *)&a->persist_timer, (uv_handle_t *)&a->metrics_timer,
+        (uv_handle_t *)&a->leave_timer,   (uv_handle_t *)&a->sig_term,
+        (uv_handle_t *)&a->sig_int,       (uv_handle_t *)&a->sig_hup};
+    for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++)
+        uv_close(handles[i], NULL);
     if (a->health) {
-        a->open_handles++;
-        zpf_health_stop(a->health, module_closed_cb, a);
+        zpf_health_stop(a->health, NULL, NULL);
         a->health = NULL;
     }
     if (a->ctl) {
-        a->open_handles++;
-        zpf_ctl_server_close(a->ctl, module_closed_cb, a);
+        zpf_ctl_server_close(a->ctl, NULL, NULL);
         a->ctl = NULL;
     }
     if (a->net) {
-        a->open_handles++;
-        zpf_net_close(a->net, module_closed_cb, a);
+        zpf_net_close(a->net, NULL, NULL);
         a->net = NULL;
     }
     zpf_log(&a->log, ZPF_LOG_NOTICE, "stopped", "exit=%d", a->exit_code);
@@ -1895,8 +1880,7 @@ static void reload(struct zpf_agent *a)
     }
     /* Health checks: restart them with the new list. */
     if (a->health) {
-        a->open_handles++;
-        zpf_health_stop(a->health, module_closed_cb, a);
+        zpf_health_stop(a->health, NULL, NULL);
         a->health = NULL;
     }
     if (health_start(a, &nc) < 0)
